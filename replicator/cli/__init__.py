@@ -1,1 +1,1 @@
-"""cli layer."""
+"""Command line: the only layer that reads argv and the environment."""

@@ -1,0 +1,223 @@
+"""`replicator run`: build the shared objects once, decide where to start, then sync and follow.
+
+Start position, in order of authority:
+1. ``--rev N``: the operator says where; watch from N without a full sync (new epoch, "operator").
+2. The destination checkpoint (written in the same transactions as the data, so it is exact),
+   when it is in the watching phase and names this source cluster: resume the watch after it.
+3. Otherwise a full sync opens a new epoch ("first-start", or "resync" after an interrupted sync).
+
+A watch that falls off compacted history starts a new epoch ("compaction") with a full sync that
+also prunes keys that vanished meanwhile. A source or destination that is unreachable is retried
+with backoff (tenacity, one policy); the watch resumes after the last committed revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, stop_never, wait_random_exponential
+
+from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, describe
+from replicator.errors import ConfigError, MirrorStopped
+from replicator.etcd import ClientConfig, EtcdClient, EtcdCompacted, EtcdUnavailable
+from replicator.journal import Journal, current_revision, default_url, head_revision
+from replicator.kube.encryption import EncryptionConfig
+from replicator.kube.resources import ResourceCatalog
+from replicator.observability import Metrics, get_logger
+from replicator.rules.loader import load_rules
+
+from .context import Context
+from .evaluate import Evaluator, NamespaceIndex
+from .follow import Follower
+from .fullsync import full_sync
+from .sink import JournalSink
+from .writer import Fence
+
+log = get_logger("runner")
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    epoch_id: int
+    revision: int
+    metrics: dict[str, object]
+
+
+def client_config(ep: EndpointSettings, s: Settings) -> ClientConfig:
+    return ClientConfig(
+        endpoints=ep.endpoints,
+        cacert=ep.cacert,
+        cert=ep.cert,
+        key=ep.key,
+        insecure_transport=ep.insecure_transport,
+        insecure_skip_tls_verify=ep.insecure_skip_tls_verify,
+        username=ep.username,
+        password=ep.password,
+        dial_timeout=s.dial_timeout,
+        keepalive_time=s.keepalive_time,
+        keepalive_timeout=s.keepalive_timeout,
+        request_timeout=s.request_timeout,
+    )
+
+
+def journal_url(s: Settings) -> str:
+    return s.journal_url or default_url(s.state_dir)
+
+
+def open_journal(url: str) -> Journal:
+    """Create the schema on a new journal; refuse an existing one that is not at head."""
+    if current_revision(url) is None:
+        return Journal.create(url)
+    return Journal.open(url)
+
+
+def prepare(settings: Settings) -> tuple[Evaluator, Journal]:
+    """Everything that can fail on bad input, done before any connection or write."""
+    rules = load_rules(settings.rules_file)
+    enc = EncryptionConfig.load(settings.encryption_provider_config) if settings.encryption_provider_config else None
+    catalog = ResourceCatalog(settings.kube_prefix)
+    evaluator = Evaluator(catalog=catalog, rules=rules, encryption=enc, namespaces=NamespaceIndex())
+    if not settings.journal_url:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    journal = open_journal(journal_url(settings))
+    return evaluator, journal
+
+
+async def connect(settings: Settings) -> tuple[EtcdClient, EtcdClient]:
+    source = await EtcdClient.connect(client_config(settings.source, settings))
+    try:
+        dest = await EtcdClient.connect(client_config(settings.dest, settings))
+    except BaseException:
+        await source.close()
+        raise
+    return source, dest
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_synced: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Mirror until ``stop`` is set (or, with ``--once``, until the full sync is done)."""
+    evaluator, journal = prepare(settings)
+    sink = JournalSink(journal)
+    try:
+        source, dest = await connect(settings)
+    except BaseException:
+        sink.close()
+        raise
+    metrics = Metrics()
+    status = "failed"
+    try:
+        source_id = await source.cluster_id()
+        dest_id = await dest.cluster_id()
+        if source_id == dest_id:
+            raise ConfigError("--source-endpoints and --dest-endpoints reach the same etcd cluster")
+        run_id = await sink.call(lambda: journal.start_run(source_cluster_id=source_id, dest_cluster_id=dest_id,
+                                                           settings=describe(settings)))
+        fence = Fence(key=CHECKPOINT_KEY.encode(), run_id=uuid.uuid4().hex)
+        ctx = Context(settings=settings, source=source, dest=dest, sink=sink, evaluator=evaluator, metrics=metrics,
+                      fence=fence, run_id=run_id, source_cluster_id=source_id, dest_cluster_id=dest_id)
+        result = await _supervise(ctx, stop=stop or asyncio.Event(), on_synced=on_synced)
+        status = "completed" if settings.once else "stopped"
+        return result
+    except MirrorStopped:
+        status = "stopped"
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            if "run_id" in locals():
+                await sink.call(lambda: journal.end_run(run_id, status=status))
+        await source.close()
+        await dest.close()
+        sink.close()
+
+
+async def _start(ctx: Context) -> tuple[int, int, bool]:
+    """(epoch id, revision to watch from, whether a full sync is needed first)."""
+    s = ctx.settings
+    journal = ctx.sink.journal
+    state = await ctx.fence.load(ctx.dest)
+    if state is not None and str(state.get("source_cluster_id")) != str(ctx.source_cluster_id):
+        raise MirrorStopped(
+            f"destination checkpoint {CHECKPOINT_KEY} was written for source cluster {state.get('source_cluster_id')}, "
+            f"but the source is cluster {ctx.source_cluster_id}: a different or restored source. Stopping."
+        )
+    if s.rev:
+        epoch = await ctx.sink.call(lambda: journal.open_epoch(run_id=ctx.run_id, reason="operator",
+                                                               start_revision=s.rev))
+        return epoch, s.rev, False
+    epoch_row = await ctx.sink.call(journal.current_epoch)
+    if (state is not None and state.get("phase") == "watching" and epoch_row is not None
+            and epoch_row.id == state.get("epoch") and not s.once):
+        revision = int(str(state["revision"]))
+        log.info("resuming from the destination checkpoint", extra={"epoch": epoch_row.id, "revision": revision})
+        return epoch_row.id, revision + 1, False
+    reason = "first-start" if state is None else "resync"
+    epoch = await ctx.sink.call(lambda: journal.open_epoch(run_id=ctx.run_id, reason=reason, start_revision=0))
+    return epoch, 0, True
+
+
+async def _supervise(ctx: Context, *, stop: asyncio.Event, on_synced: Callable[[int], None] | None) -> RunResult:
+    epoch, start, need_sync = await _start(ctx)
+    revision = start - 1
+    while True:
+        if need_sync:
+            revision = await _retrying(lambda: full_sync(ctx, epoch_id=epoch))
+            if on_synced is not None:
+                on_synced(revision)
+            if ctx.settings.once:
+                return RunResult(epoch, revision, ctx.metrics.snapshot())
+            start = revision + 1
+        try:
+            revision = await _follow_until_stopped(ctx, epoch=epoch, start=start, stop=stop)
+            return RunResult(epoch, revision, ctx.metrics.snapshot())
+        except EtcdCompacted as exc:
+            log.warning("watch fell off compacted history (compacted at %d): new epoch with a full sync",
+                        exc.compact_revision, extra={"epoch": epoch})
+            epoch = await ctx.sink.call(lambda: ctx.sink.journal.open_epoch(
+                run_id=ctx.run_id, reason="compaction", start_revision=0))
+            need_sync = True
+
+
+async def _follow_until_stopped(ctx: Context, *, epoch: int, start: int, stop: asyncio.Event) -> int:
+    """Follow from ``start``; reconnect after outages; returns the last committed revision on stop."""
+    while True:
+        follower = Follower(ctx, epoch_id=epoch, start_revision=start)
+        task = asyncio.create_task(follower.run(), name="follow")
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task not in done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await follower.writer.submit(checkpoint=follower.committed)
+            return follower.committed
+        try:
+            task.result()
+            return follower.committed
+        except EtcdUnavailable as exc:
+            log.warning("source unavailable (%s); resuming the watch after %d", exc, follower.committed)
+            await follower.writer.submit(checkpoint=follower.committed)
+            start = follower.committed + 1
+            await asyncio.sleep(1.0)
+
+
+async def _retrying(fn: Callable[[], asyncio.Future[int] | object]) -> int:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(EtcdUnavailable),
+        wait=wait_random_exponential(multiplier=0.5, max=30),
+        stop=stop_never,
+        before_sleep=before_sleep_log(log, 30),
+        reraise=True,
+    ):
+        with attempt:
+            return await fn()  # type: ignore[misc, no-any-return]
+    raise AssertionError("unreachable")

@@ -1,0 +1,321 @@
+"""Batched, fenced writes to the destination, each transaction journaled after it commits.
+
+Operations accumulate in a ``Pending`` batch bounded by ``max_txn_ops`` and ``max_txn_bytes``;
+a full batch becomes one destination transaction. Every transaction carries a compare on the
+checkpoint key's mod_revision (the *fence*): a second replicator that wrote the checkpoint makes
+our compare fail and we stop instead of interleaving. Transactions that also move the checkpoint
+(watch phase, end of full sync) are applied one at a time, in source order; the full sync's
+transactions do not touch the checkpoint, so several can be in flight under the same fence.
+
+A transaction the server refuses as too large is split in halves; a single operation that is too
+large on its own is journaled as failed (by key) and dropped, not retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, stop_never, wait_random_exponential
+
+from replicator.errors import MirrorStopped
+from replicator.etcd import Compare, Delete, EtcdClient, EtcdRequestTooLarge, EtcdTooManyOps, EtcdUnavailable, Get, Put
+from replicator.journal import DecisionRecord, JournalBatch, ManagedKey
+from replicator.observability import Metrics, get_logger
+
+from .sink import JournalSink
+
+log = get_logger("writer")
+
+_OP_OVERHEAD = 16  # protobuf framing per operation, bytes
+_JOURNAL_ONLY_FLUSH = 2000  # decisions without destination work are journaled in chunks this big
+
+
+def digest(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
+
+
+@dataclass(slots=True)
+class Pending:
+    ops: dict[bytes, Put | Delete] = field(default_factory=dict)
+    nbytes: int = 0
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    upserts: dict[str, ManagedKey] = field(default_factory=dict)
+    deletes: set[str] = field(default_factory=set)
+    revisions: list[int] = field(default_factory=list)
+
+    def size_of(self, key: bytes, value: bytes) -> int:
+        return len(key) + len(value) + _OP_OVERHEAD
+
+    def add_put(self, key: bytes, value: bytes, managed: ManagedKey) -> None:
+        self._drop(key)
+        self.ops[key] = Put(key, value)
+        self.nbytes += self.size_of(key, value)
+        self.upserts[managed.key] = managed
+        self.deletes.discard(managed.key)
+
+    def add_delete(self, key: bytes) -> None:
+        self._drop(key)
+        self.ops[key] = Delete(key)
+        self.nbytes += self.size_of(key, b"")
+        skey = key.decode()
+        self.upserts.pop(skey, None)
+        self.deletes.add(skey)
+
+    def _drop(self, key: bytes) -> None:
+        old = self.ops.pop(key, None)
+        if old is not None:
+            self.nbytes -= self.size_of(key, old.value if isinstance(old, Put) else b"")
+
+    def empty(self) -> bool:
+        return not self.ops and not self.decisions and not self.revisions
+
+
+class Fence:
+    """The destination checkpoint key: who may write, and the last revision committed."""
+
+    def __init__(self, *, key: bytes, run_id: str) -> None:
+        self.key = key
+        self.run_id = run_id
+        self.mod_revision = 0
+        self.state: dict[str, object] | None = None
+
+    async def load(self, dest: EtcdClient) -> dict[str, object] | None:
+        kv = await dest.get(self.key)
+        self.mod_revision = kv.mod_revision if kv else 0
+        self.state = json.loads(kv.value) if kv else None
+        return self.state
+
+    def compare(self) -> Compare:
+        return Compare(self.key, "mod", "=", self.mod_revision)
+
+    def value(self, *, revision: int, epoch: int, source_cluster_id: int, phase: str) -> bytes:
+        doc = {
+            "revision": revision,
+            "epoch": epoch,
+            "source_cluster_id": str(source_cluster_id),
+            "phase": phase,
+            "run": self.run_id,
+        }
+        return json.dumps(doc, sort_keys=True).encode()
+
+
+class DestWriter:
+    def __init__(
+        self,
+        *,
+        dest: EtcdClient,
+        sink: JournalSink,
+        fence: Fence,
+        metrics: Metrics,
+        epoch_id: int,
+        source_cluster_id: int,
+        max_ops: int,
+        max_bytes: int,
+        inflight: int,
+        ordered: bool = False,
+    ) -> None:
+        self.dest = dest
+        self.sink = sink
+        self.fence = fence
+        self.metrics = metrics
+        self.epoch_id = epoch_id
+        self.source_cluster_id = source_cluster_id
+        self.max_ops = max_ops - 1  # one operation of every transaction is reserved for the checkpoint
+        self.max_bytes = max_bytes
+        self.ordered = ordered
+        self.checkpointed = 0  # last revision a committed transaction wrote to the checkpoint
+        self.completed_revision = 0  # ordered mode: last source revision whose events are all in batches
+        self.pending = Pending()
+        self._slots = asyncio.Semaphore(inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._journal_lock = asyncio.Lock()
+
+    # -- building batches -------------------------------------------------------------------
+
+    def revision_done(self, revision: int) -> None:
+        """Ordered mode: every event of ``revision`` is in a batch; the checkpoint may reach it."""
+        self.pending.revisions.append(revision)
+        self.completed_revision = revision
+
+    async def _make_room(self, nbytes: int) -> None:
+        if self.fits(1, nbytes):
+            return
+        if self.ordered:
+            await self.submit(checkpoint=self.completed_revision)
+        else:
+            await self.submit()
+
+    def fits(self, n_ops: int, n_bytes: int) -> bool:
+        p = self.pending
+        return not p.ops or (len(p.ops) + n_ops <= self.max_ops and p.nbytes + n_bytes <= self.max_bytes)
+
+    async def put(self, key: bytes, value: bytes, *, record: DecisionRecord, rule: str | None) -> None:
+        await self._make_room(self.pending.size_of(key, value))
+        managed = ManagedKey(key=record.key, mod_revision=record.revision, value_digest=record.value_digest or "",
+                             rule=rule)
+        self.pending.add_put(key, value, managed)
+        self.pending.decisions.append(record)
+
+    async def delete(self, key: bytes, *, record: DecisionRecord) -> None:
+        await self._make_room(self.pending.size_of(key, b""))
+        self.pending.add_delete(key)
+        self.pending.decisions.append(record)
+
+    async def note(self, record: DecisionRecord) -> None:
+        """A decision with no destination work (skip, fail, ignore): journaled with the next batch."""
+        self.pending.decisions.append(record)
+        if len(self.pending.decisions) >= _JOURNAL_ONLY_FLUSH and not self.pending.ops and not self.ordered:
+            await self.submit()
+
+    # -- committing ----------------------------------------------------------------------------
+
+    async def submit(self, *, checkpoint: int | None = None, phase: str = "watching") -> None:
+        """Send the pending batch. With ``checkpoint`` it is applied in order (waits for it)."""
+        self._raise_failure()
+        batch, self.pending = self.pending, Pending()
+        if checkpoint is not None:
+            await self.drain()
+            await self._commit(batch, checkpoint=checkpoint, phase=phase)
+            return
+        if batch.empty():
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._commit_released(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def drain(self) -> None:
+        """Wait for every transaction in flight; re-raise the first failure."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._raise_failure()
+
+    async def abort(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _commit_released(self, batch: Pending) -> None:
+        try:
+            await self._commit(batch, checkpoint=None, phase="")
+        finally:
+            self._slots.release()
+
+    async def _commit(self, batch: Pending, *, checkpoint: int | None, phase: str) -> None:
+        ops: list[Put | Delete] = list(batch.ops.values())
+        failed: list[str] = []
+        if ops or checkpoint is not None:
+            ckpt_put = None
+            if checkpoint is not None:
+                value = self.fence.value(revision=checkpoint, epoch=self.epoch_id,
+                                         source_cluster_id=self.source_cluster_id, phase=phase)
+                ckpt_put = Put(self.fence.key, value)
+            failed = await self._apply(ops, ckpt_put)
+        if failed:
+            bad = set(failed)
+            batch.decisions = [
+                replace(d, action="fail", reason="value exceeds the destination's request size limit")
+                if d.key in bad and d.action in ("copy", "delete") else d
+                for d in batch.decisions
+            ]
+            for k in bad:
+                batch.upserts.pop(k, None)
+                batch.deletes.discard(k)
+        journal = JournalBatch(
+            epoch_id=self.epoch_id,
+            decisions=batch.decisions,
+            revisions=batch.revisions,
+            managed_upserts=list(batch.upserts.values()),
+            managed_deletes=sorted(batch.deletes),
+            checkpoint=checkpoint,
+            source_cluster_id=self.source_cluster_id,
+        )
+        await self.sink.record(journal)
+        self._count(batch, failed)
+        if checkpoint is not None:
+            self.checkpointed = checkpoint
+            self.metrics.progressed(checkpoint)
+
+    def _count(self, batch: Pending, failed: list[str]) -> None:
+        m = self.metrics
+        for d in batch.decisions:
+            if d.action == "copy":
+                m.keys_copied += 1
+                m.bytes_written += d.value_size or 0
+                if d.rule:
+                    m.count_rule(d.rule)
+            elif d.action == "delete":
+                m.keys_deleted += 1
+            elif d.action == "skip":
+                m.keys_skipped += 1
+            elif d.action == "fail":
+                m.keys_failed += 1
+
+    async def _apply(self, ops: list[Put | Delete], ckpt_put: Put | None) -> list[str]:
+        """Commit ``ops`` (+ checkpoint); split on size errors. Returns the keys of dropped ops."""
+        try:
+            await self._txn(ops, ckpt_put)
+            return []
+        except (EtcdRequestTooLarge, EtcdTooManyOps):
+            if len(ops) <= 1:
+                if ckpt_put is not None:
+                    await self._txn([], ckpt_put)
+                key = ops[0].key.decode() if ops else "<checkpoint>"
+                log.error("value too large for the destination's request limit; skipped", extra={"key": key})
+                return [key]
+            half = len(ops) // 2
+            first = await self._apply(ops[:half], None)
+            return first + await self._apply(ops[half:], ckpt_put)
+
+    async def _txn(self, ops: list[Put | Delete], ckpt_put: Put | None) -> None:
+        success: list[Put | Delete] = list(ops)
+        if ckpt_put is not None:
+            success.append(ckpt_put)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(EtcdUnavailable),
+            wait=wait_random_exponential(multiplier=0.2, max=10),
+            stop=stop_never,
+            before_sleep=before_sleep_log(log, 30),  # WARNING
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.metrics.txn_retries += 1
+                result = await self.dest.txn([self.fence.compare()], success, [Get(self.fence.key)])
+                if not result.succeeded:
+                    self._fence_lost(result.responses, ckpt_put)
+                    return
+                self.metrics.txns += 1
+                if ckpt_put is not None:
+                    self.fence.mod_revision = result.header.revision
+
+    def _fence_lost(self, responses: tuple[object, ...], ckpt_put: Put | None) -> None:
+        """The checkpoint moved under us: our own lost-response retry, or another writer."""
+        kvs = responses[0] if responses else ()
+        current = kvs[0] if isinstance(kvs, tuple) and kvs else None
+        if ckpt_put is not None and current is not None and current.value == ckpt_put.value:
+            self.fence.mod_revision = current.mod_revision  # our previous attempt committed
+            return
+        owner = "unknown"
+        if current is not None:
+            try:
+                owner = str(json.loads(current.value).get("run"))
+            except ValueError:
+                owner = "unreadable"
+        raise MirrorStopped(
+            f"destination checkpoint {self.fence.key.decode()} was changed by another writer (run {owner}); "
+            "two replicators must not write the same standby. Stopping."
+        )
