@@ -94,5 +94,3 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"leaked asyncio tasks: {sorted(t.get_name() + ' ' + repr(t.get_coro()) for t in leaked)}")
-
-

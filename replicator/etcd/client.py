@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -231,7 +231,7 @@ class EtcdClient:
 
     async def range_pages(
         self, prefix: bytes, *, revision: int = 0, page_size: int = 1000, keys_only: bool = False
-    ) -> AsyncIterator[RangePage]:
+    ) -> AsyncGenerator[RangePage, None]:
         """All keys under ``prefix`` in pages of ``page_size``, all read at one revision.
 
         With ``revision=0`` the first page's header revision pins every later page, so the
@@ -289,7 +289,7 @@ class EtcdClient:
         start_revision: int = 0,
         prev_kv: bool = True,
         progress_notify: bool = True,
-    ) -> AsyncIterator[WatchBatch]:
+    ) -> AsyncGenerator[WatchBatch, None]:
         """Changes to ``key`` (or ``[key, range_end)``, or the prefix) from ``start_revision``.
 
         One gRPC stream per call. Raises EtcdCompacted(compact_revision) when the start revision
@@ -347,7 +347,7 @@ class EtcdClient:
                     async for _ in stream:
                         break
                 finally:
-                    await stream.aclose()  # type: ignore[attr-defined]
+                    await stream.aclose()
         except EtcdCompacted as exc:
             return exc.compact_revision
         except (EtcdError, TimeoutError):

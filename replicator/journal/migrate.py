@@ -86,7 +86,8 @@ def make_engine(url: str | URL) -> Engine:
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    # synchronous_commit=off: the same trade as SQLite's synchronous=NORMAL (see store.py).
+    return create_engine(parsed, pool_pre_ping=True, connect_args={"options": "-c synchronous_commit=off"})
 
 
 @contextlib.contextmanager

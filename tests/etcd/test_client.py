@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from replicator.etcd import (
     EtcdCompacted,
     EtcdRequestTooLarge,
     EtcdTooManyOps,
+    Event,
     EventType,
     Get,
     Put,
@@ -25,7 +27,7 @@ from replicator.etcd import (
 from replicator.etcd.local import LocalEtcd
 
 if TYPE_CHECKING:
-    from tests.conftest import EtcdFactory, Etcdctl
+    from tests.conftest import Etcdctl, EtcdFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_leaked_tasks")]
 
@@ -41,7 +43,9 @@ async def client(server: LocalEtcd) -> AsyncIterator[EtcdClient]:
         yield c
 
 
-async def test_put_get_delete_checked_with_etcdctl(client: EtcdClient, server: LocalEtcd, etcdctl: Etcdctl) -> None:
+async def test_put_get_delete_checked_with_etcdctl(
+    client: EtcdClient, server: LocalEtcd, etcdctl: Etcdctl
+) -> None:
     header = await client.put(b"/a/1", b"one")
     assert header.revision > 1
     assert etcdctl(server.endpoint, "get", "/a/1", "--print-value-only").stdout.strip() == "one"
@@ -90,8 +94,11 @@ async def test_pagination_pinned_to_first_revision(client: EtcdClient) -> None:
         revisions.add(page.header.revision)
     assert seen == expected
     # explicit revision: same answer
-    explicit = {kv.key: kv.value async for page in client.range_pages(b"/p/", revision=first.header.revision,
-                                                                        page_size=7) for kv in page.kvs}
+    explicit = {
+        kv.key: kv.value
+        async for page in client.range_pages(b"/p/", revision=first.header.revision, page_size=7)
+        for kv in page.kvs
+    }
     assert explicit == expected
 
 
@@ -100,7 +107,7 @@ async def test_watch_from_revision_with_prev_kv(client: EtcdClient) -> None:
     await client.put(b"/w/a", b"2")
     await client.delete(b"/w/a")
     await client.put(b"/other", b"x")
-    events = []
+    events: list[Event] = []
     stream = client.watch(b"/w/", prefix=True, start_revision=start, progress_notify=False)
     async for batch in stream:
         events.extend(batch.events)
@@ -165,7 +172,9 @@ async def test_range_compacted_revision(client: EtcdClient, server: LocalEtcd, e
     assert (await client.range(b"/c", revision=rev - 2)).kvs[0].value == b"3"
 
 
-async def test_txn_success_and_failure_branches(client: EtcdClient, server: LocalEtcd, etcdctl: Etcdctl) -> None:
+async def test_txn_success_and_failure_branches(
+    client: EtcdClient, server: LocalEtcd, etcdctl: Etcdctl
+) -> None:
     created = await client.txn(
         [Compare(b"/t/lock", "create", "=", 0)],
         [Put(b"/t/lock", b"me"), Put(b"/t/data", b"1")],
@@ -182,7 +191,9 @@ async def test_txn_success_and_failure_branches(client: EtcdClient, server: Loca
     got, deleted = again.responses
     assert isinstance(got, tuple) and [kv.key for kv in got] == [b"/t/data", b"/t/lock"]
     assert deleted == 1
-    by_value = await client.txn([Compare(b"/t/lock", "value", "=", b"me")], [Delete(b"/t/lock", prev_kv=True)])
+    by_value = await client.txn(
+        [Compare(b"/t/lock", "value", "=", b"me")], [Delete(b"/t/lock", prev_kv=True)]
+    )
     assert by_value.succeeded and by_value.responses == (1,)
     mod = await client.txn([Compare(b"/t/lock", "mod", ">", 0)], [Put(b"/x", b"y")])
     assert not mod.succeeded and mod.responses == ()
@@ -225,3 +236,24 @@ async def test_lease_grant(client: EtcdClient, server: LocalEtcd, etcdctl: Etcdc
     kv = await client.get(b"/leased")
     assert kv is not None and kv.lease == lease
     assert f"{lease:x}" in etcdctl(server.endpoint, "lease", "list").stdout
+
+
+def _watchers(server: LocalEtcd) -> float:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=2) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                return float(line.split()[1])
+    raise AssertionError("watcher gauge not found")
+
+
+async def test_leaving_a_watch_cancels_the_stream(client: EtcdClient, server: LocalEtcd) -> None:
+    rev = (await client.put(b"/s", b"1")).revision
+    async for batch in client.watch(b"/s", start_revision=rev, progress_notify=False):
+        assert batch.events[0].kv.value == b"1"
+        assert _watchers(server) == 1
+        break  # no aclose(): the async generator finaliser must still cancel the stream
+    for _ in range(50):
+        if _watchers(server) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert _watchers(server) == 0

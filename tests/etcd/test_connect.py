@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,12 +24,14 @@ from replicator.etcd.local import TlsFiles, free_port, make_cluster
 from .certs import make_pki, make_self_signed
 
 if TYPE_CHECKING:
-    from tests.conftest import EtcdFactory, Etcdctl
+    from tests.conftest import Etcdctl, EtcdFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_leaked_tasks")]
 
 
-async def test_tls_with_client_certificates(tmp_path: Path, etcd_factory: EtcdFactory, etcdctl: Etcdctl) -> None:
+async def test_tls_with_client_certificates(
+    tmp_path: Path, etcd_factory: EtcdFactory, etcdctl: Etcdctl
+) -> None:
     pki = make_pki(tmp_path / "pki")
     tls = TlsFiles(cert=pki.server_cert, key=pki.server_key, ca=pki.ca)
     server = etcd_factory("tls", tls=tls)
@@ -139,8 +142,8 @@ async def test_bad_tls_path_is_config_error(tmp_path: Path, field: str) -> None:
     existing = tmp_path / "exists.pem"
     existing.write_text("x")
     missing = tmp_path / "missing.pem"
-    files = {"cacert": existing, "cert": existing, "key": existing, field: missing}
-    config = ClientConfig(endpoints=("https://127.0.0.1:1",), **files)
+    base = ClientConfig(endpoints=("https://127.0.0.1:1",), cacert=existing, cert=existing, key=existing)
+    config = dataclasses.replace(base, **{field: missing})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=f"etcd {field}: cannot read {missing}"):
         await EtcdClient.connect(config)
 

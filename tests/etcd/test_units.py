@@ -16,8 +16,8 @@ from replicator.etcd import (
     EtcdUnavailable,
     prefix_end,
 )
-from replicator.etcd.errors import EtcdInvalidToken, classify
 from replicator.etcd.config import host_port
+from replicator.etcd.errors import EtcdInvalidToken, classify
 
 
 @pytest.mark.parametrize(

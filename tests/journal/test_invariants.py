@@ -118,8 +118,9 @@ def test_5_no_values_only_digests(journal: Journal, epoch_id: int, journal_url: 
     # The schema has nowhere to put a value: only digests and sizes.
     engine = create_engine(parse_url(journal_url))
     try:
-        columns = {c["name"] for t in inspect(engine).get_table_names() for c in inspect(engine).get_columns(t)}
-        with engine.begin() as conn, pytest.raises(Exception, match="(?i)check"):
+        schema = inspect(engine)
+        columns = {c["name"] for t in schema.get_table_names() for c in schema.get_columns(t)}
+        with engine.begin() as conn, pytest.raises(Exception, match=r"(?i)check"):
             conn.execute(  # the database refuses a non-digest too, whoever writes
                 text(
                     "INSERT INTO managed_keys (key, mod_revision, value_digest, epoch_id, updated_at) "
@@ -161,7 +162,7 @@ def test_7_epochs_only_move_forward(journal: Journal, run_id: int) -> None:
     assert current is not None and current.id == ids[-1] and current.start_revision == 200
     with pytest.raises(JournalError):
         journal.record(JournalBatch(ids[-1] + 100, decisions=[DecisionRecord(1, "/a", "skip", "x")]))
-    with pytest.raises(JournalError, match="epoch .* does not exist"):
+    with pytest.raises(JournalError, match=r"epoch \d+ does not exist"):
         journal.set_checkpoint(revision=1, epoch_id=ids[-1] + 100)
 
 

@@ -128,7 +128,10 @@ def test_audit_queries(journal: Journal, epoch_id: int) -> None:
     by_rule = journal.decisions_by_rule("drop-kube-system", limit=10)
     assert [(d.key, d.reason) for d in by_rule] == [("/k", "namespace excluded")]
     changes = journal.changes_between(101, 104)
-    assert [(d.revision, d.key, d.action) for d in changes] == [(103, "/other", "copy"), (104, "/k", "delete")]
+    assert [(d.revision, d.key, d.action) for d in changes] == [
+        (103, "/other", "copy"),
+        (104, "/k", "delete"),
+    ]
 
 
 def test_status(journal: Journal, epoch_id: int) -> None:

@@ -33,5 +33,6 @@ def test_record_100k_decisions_in_128_row_batches(
         )
     elapsed = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\n[{backend}] {TOTAL} decisions + managed upserts in {elapsed:.1f}s: {TOTAL / elapsed:,.0f}/s")
+        rate = TOTAL / elapsed
+        print(f"\n[{backend}] {TOTAL} decisions + managed upserts in {elapsed:.1f}s: {rate:,.0f}/s")
     assert journal.status().decisions == TOTAL and journal.managed_count() == TOTAL
