@@ -77,7 +77,9 @@ class Settings:
     log_format: str = "text"
 
     def __post_init__(self) -> None:
-        if not self.kube_prefix.startswith("/") or self.kube_prefix.endswith("/") and self.kube_prefix != "/":
+        if not self.kube_prefix.startswith("/") or (
+            self.kube_prefix.endswith("/") and self.kube_prefix != "/"
+        ):
             raise ConfigError(f"--kube-prefix: {self.kube_prefix!r} must start with '/' and not end with '/'")
         if not 1 <= self.max_txn_ops <= 10_000:
             raise ConfigError(f"--max-txn-ops: {self.max_txn_ops} is outside 1..10000")

@@ -43,17 +43,24 @@ def main(args: argparse.Namespace) -> int:
             st = journal.status()
             print(f"journal:     {st.url} (schema {st.schema_revision})")
             if st.checkpoint:
-                print(f"checkpoint:  revision {st.checkpoint.revision} (epoch {st.checkpoint.epoch_id}, "
-                      f"updated {st.checkpoint.updated_at:%Y-%m-%d %H:%M:%S})")
+                print(
+                    f"checkpoint:  revision {st.checkpoint.revision} (epoch {st.checkpoint.epoch_id}, "
+                    f"updated {st.checkpoint.updated_at:%Y-%m-%d %H:%M:%S})"
+                )
             if st.epoch:
-                print(f"epoch:       {st.epoch.id} opened {st.epoch.opened_at:%Y-%m-%d %H:%M:%S} ({st.epoch.reason})")
+                opened = f"{st.epoch.opened_at:%Y-%m-%d %H:%M:%S}"
+                print(f"epoch:       {st.epoch.id} opened {opened} ({st.epoch.reason})")
             print(f"decisions:   {st.decisions}\nrevisions:   {st.revisions}\nmanaged:     {st.managed_keys}")
             return 0
-        rows = (journal.key_history(args.key, limit=args.limit) if args.journal_command == "history"
-                else journal.decisions_by_rule(args.rule, limit=args.limit))
+        rows = (
+            journal.key_history(args.key, limit=args.limit)
+            if args.journal_command == "history"
+            else journal.decisions_by_rule(args.rule, limit=args.limit)
+        )
         for r in rows:
             rule = f" [{r.rule}]" if r.rule else ""
-            print(f"{r.recorded_at:%Y-%m-%d %H:%M:%S} rev {r.revision:>8} {r.action:<6} {r.key}{rule}: {r.reason}")
+            when = f"{r.recorded_at:%Y-%m-%d %H:%M:%S}"
+            print(f"{when} rev {r.revision:>8} {r.action:<6} {r.key}{rule}: {r.reason}")
         return 0
     finally:
         journal.close()

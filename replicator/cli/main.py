@@ -23,7 +23,9 @@ from .options import add_run_arguments, settings_from
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="replicator", description="Mirror a Kubernetes cluster's etcd into a standby.")
+    p = argparse.ArgumentParser(
+        prog="replicator", description="Mirror a Kubernetes cluster's etcd into a standby."
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -31,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.add_argument("--print-config", action="store_true", help="print the effective settings and exit")
 
-    demo = sub.add_parser("demo", help="run the mirror on two local etcd servers with a small realistic cluster")
+    demo = sub.add_parser(
+        "demo", help="run the mirror on two local etcd servers with a small realistic cluster"
+    )
     demo.add_argument("--keep", action="store_true", help="leave the servers' directory in place")
 
     journal_cmd.add_parser(sub)
@@ -81,7 +85,10 @@ async def _run_async(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     result = await runner.run(settings, stop=stop)
-    print(f"stopped at source revision {result.revision} (epoch {result.epoch_id}): "
-          f"{result.metrics['keys_copied']} copied, {result.metrics['keys_skipped']} skipped, "
-          f"{result.metrics['keys_deleted']} deleted, {result.metrics['keys_failed']} failed", file=sys.stderr)
+    print(
+        f"stopped at source revision {result.revision} (epoch {result.epoch_id}): "
+        f"{result.metrics['keys_copied']} copied, {result.metrics['keys_skipped']} skipped, "
+        f"{result.metrics['keys_deleted']} deleted, {result.metrics['keys_failed']} failed",
+        file=sys.stderr,
+    )
     return 0

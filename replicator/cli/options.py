@@ -99,16 +99,30 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     for name, (_type, _default, text) in _COMMON.items():
         p.add_argument(f"--{name}", dest=_dest(name), default=None, help=text, metavar="VALUE")
     for name, (_default, text) in _BOOLS.items():
-        p.add_argument(f"--{name}", dest=_dest(name), nargs="?", const="true", default=None, help=text,
-                       metavar="BOOL")
+        p.add_argument(
+            f"--{name}", dest=_dest(name), nargs="?", const="true", default=None, help=text, metavar="BOOL"
+        )
     for side, alias in _SIDES:
         for name, (_type, _default, text) in _SIDE_FIELDS.items():
             flags = [f"--{side}-{name}", f"--{alias}-{name}"]
-            p.add_argument(*flags, dest=_dest(f"{side}-{name}"), default=None, metavar="VALUE",
-                           help=text.replace("{side}", side).replace("{SIDE}", side.upper()))
+            p.add_argument(
+                *flags,
+                dest=_dest(f"{side}-{name}"),
+                default=None,
+                metavar="VALUE",
+                help=text.replace("{side}", side).replace("{SIDE}", side.upper()),
+            )
         for name, (_default, text) in _SIDE_BOOLS.items():
-            p.add_argument(f"--{side}-{name}", f"--{alias}-{name}", dest=_dest(f"{side}-{name}"), nargs="?",
-                           const="true", default=None, metavar="BOOL", help=text)
+            p.add_argument(
+                f"--{side}-{name}",
+                f"--{alias}-{name}",
+                dest=_dest(f"{side}-{name}"),
+                nargs="?",
+                const="true",
+                default=None,
+                metavar="BOOL",
+                help=text,
+            )
 
 
 def _known_keys() -> dict[str, Any]:
@@ -124,7 +138,7 @@ def _known_keys() -> dict[str, Any]:
 def _aliases(name: str) -> str:
     for side, alias in _SIDES:
         if name.startswith(f"{alias}-"):
-            return side + name[len(alias):]
+            return side + name[len(alias) :]
     return name
 
 
@@ -186,12 +200,17 @@ def settings_from(ns: argparse.Namespace, env: Mapping[str, str] | None = None) 
     if not merged.get("mirror-rule"):
         raise ConfigError("--mirror-rule: a rule file is required")
     sides = {side: _endpoint(side, merged) for side, _ in _SIDES}
-    opt = merged.get
+
+    def opt(name: str) -> Any:
+        return merged.get(name)
+
     return Settings(
         source=sides["source"],
         dest=sides["dest"],
         rules_file=Path(opt("mirror-rule")),
-        encryption_provider_config=Path(opt("encryption-provider-config")) if opt("encryption-provider-config") else None,
+        encryption_provider_config=Path(opt("encryption-provider-config"))
+        if opt("encryption-provider-config")
+        else None,
         kube_prefix=opt("kube-prefix"),
         max_txn_ops=opt("max-txn-ops"),
         max_txn_bytes=opt("max-txn-bytes"),

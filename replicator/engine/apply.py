@@ -37,36 +37,55 @@ class Applier:
     async def apply_kvs(self, kvs: Sequence[KeyValue], *, revision: int | None = None) -> None:
         """Evaluate and apply puts. ``revision`` overrides each kv's mod_revision in the journal."""
         evaluations = [self.evaluator.evaluate(kv.key, kv.value, lease=kv.lease) for kv in kvs]
-        not_copied = [kv.key.decode() for kv, ev in zip(kvs, evaluations, strict=True) if ev.verdict is not Verdict.COPY]
+        not_copied = [
+            kv.key.decode() for kv, ev in zip(kvs, evaluations, strict=True) if ev.verdict is not Verdict.COPY
+        ]
         managed = await self.managed_among(not_copied) if not_copied else set()
         for kv, ev in zip(kvs, evaluations, strict=True):
-            await self.apply_one(kv, ev, managed=kv.key.decode() in managed, revision=revision or kv.mod_revision)
+            await self.apply_one(
+                kv, ev, managed=kv.key.decode() in managed, revision=revision or kv.mod_revision
+            )
 
     async def apply_one(self, kv: KeyValue, ev: Evaluation, *, managed: bool, revision: int) -> None:
         key = kv.key.decode()
         w = self.writer
         if ev.verdict is Verdict.COPY:
             d = digest(kv.value)
-            rec = DecisionRecord(revision=revision, key=key, action="copy", reason=ev.reason, rule=ev.rule,
-                                 value_digest=d, value_size=len(kv.value))
+            rec = DecisionRecord(
+                revision=revision,
+                key=key,
+                action="copy",
+                reason=ev.reason,
+                rule=ev.rule,
+                value_digest=d,
+                value_size=len(kv.value),
+            )
             await w.put(kv.key, kv.value, record=rec, rule=ev.rule)
             self.overlay[key] = True
         elif ev.verdict is Verdict.IGNORE:
             await w.note(DecisionRecord(revision=revision, key=key, action="ignore", reason=ev.reason))
         elif ev.verdict is Verdict.FAIL:
             log.warning("cannot read value, skipped: %s", ev.reason, extra={"key": key, "revision": revision})
-            await w.note(DecisionRecord(revision=revision, key=key, action="fail", reason=ev.reason,
-                                        value_size=len(kv.value)))
+            await w.note(
+                DecisionRecord(
+                    revision=revision, key=key, action="fail", reason=ev.reason, value_size=len(kv.value)
+                )
+            )
             if managed:
                 # Keep the last good copy, and keep owning it: a bad value must not prune a good one.
-                w.pending.upserts.setdefault(key, ManagedKey(key=key, mod_revision=revision, value_digest="", rule=None))
+                w.pending.upserts.setdefault(
+                    key, ManagedKey(key=key, mod_revision=revision, value_digest="", rule=None)
+                )
         elif managed:
-            rec = DecisionRecord(revision=revision, key=key, action="delete", reason=f"left scope: {ev.reason}",
-                                 rule=ev.rule)
+            rec = DecisionRecord(
+                revision=revision, key=key, action="delete", reason=f"left scope: {ev.reason}", rule=ev.rule
+            )
             await w.delete(kv.key, record=rec)
             self.overlay[key] = False
         else:
-            await w.note(DecisionRecord(revision=revision, key=key, action="skip", reason=ev.reason, rule=ev.rule))
+            await w.note(
+                DecisionRecord(revision=revision, key=key, action="skip", reason=ev.reason, rule=ev.rule)
+            )
 
     async def apply_delete(self, key: bytes, *, revision: int, managed: bool, reason: str) -> None:
         skey = key.decode()
@@ -75,5 +94,11 @@ class Applier:
             await self.writer.delete(key, record=rec)
             self.overlay[skey] = False
         else:
-            await self.writer.note(DecisionRecord(revision=revision, key=skey, action="skip",
-                                                  reason=f"{reason}; not written by this replicator"))
+            await self.writer.note(
+                DecisionRecord(
+                    revision=revision,
+                    key=skey,
+                    action="skip",
+                    reason=f"{reason}; not written by this replicator",
+                )
+            )

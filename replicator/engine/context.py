@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from replicator.config import Settings
 from replicator.etcd import EtcdClient
-
 from replicator.observability import Metrics
 
 from .evaluate import Evaluator

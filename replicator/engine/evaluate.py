@@ -106,7 +106,9 @@ class Evaluator:
             if self.encryption is None:
                 from replicator.errors import DecryptError
 
-                raise DecryptError(info.key, "value is encrypted and no --encryption-provider-config was given")
+                raise DecryptError(
+                    info.key, "value is encrypted and no --encryption-provider-config was given"
+                )
             plain = self.encryption.decrypt(
                 key=info.key, value=value, group=info.resource.group, resource=info.resource.resource
             )
@@ -120,7 +122,9 @@ class Evaluator:
 
     def evaluate_info(self, info: KeyInfo, value: bytes, *, lease: int = 0) -> Evaluation:
         if lease:
-            return Evaluation(Verdict.SKIP, "attached to an etcd lease (would live forever on the standby)", info=info)
+            return Evaluation(
+                Verdict.SKIP, "attached to an etcd lease (would live forever on the standby)", info=info
+            )
         cache: list[_Facts] = []
 
         def facts() -> _Facts:

@@ -71,8 +71,9 @@ class Follower:
 
     async def _read(self) -> None:
         prefix = self.ctx.prefix
-        async for batch in self.ctx.source.watch(prefix, prefix=True, start_revision=self.start_revision,
-                                                 prev_kv=True, progress_notify=True):
+        async for batch in self.ctx.source.watch(
+            prefix, prefix=True, start_revision=self.start_revision, prev_kv=True, progress_notify=True
+        ):
             if batch.compact_revision:
                 raise EtcdCompacted(batch.compact_revision)
             await self.queue.put(batch)
@@ -111,7 +112,9 @@ class Follower:
             if is_namespace(info):
                 ev.namespaces.remove(info.name)
             is_managed = self.applier.overlay.get(info.key, info.key in managed)
-            await self.applier.apply_delete(kv.key, revision=revision, managed=is_managed, reason="deleted on source")
+            await self.applier.apply_delete(
+                kv.key, revision=revision, managed=is_managed, reason="deleted on source"
+            )
             return
         if is_crd(info):
             add_crd(self.ctx, kv.key, kv.value)
@@ -133,9 +136,14 @@ class Follower:
             if not rt.namespaced:
                 continue
             prefix = ev.catalog.key_prefix(rt, namespace).encode()
-            async for page in self.ctx.source.range_pages(prefix, revision=revision,
-                                                          page_size=self.ctx.settings.page_size):
+            async for page in self.ctx.source.range_pages(
+                prefix, revision=revision, page_size=self.ctx.settings.page_size
+            ):
                 await self.applier.apply_kvs(page.kvs, revision=revision)
                 count += len(page.kvs)
-        log.info("namespace %s relabelled: re-evaluated %d objects", namespace, count,
-                 extra={"epoch": self.epoch_id, "revision": revision})
+        log.info(
+            "namespace %s relabelled: re-evaluated %d objects",
+            namespace,
+            count,
+            extra={"epoch": self.epoch_id, "revision": revision},
+        )

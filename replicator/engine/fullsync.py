@@ -17,9 +17,9 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
+from replicator.errors import BadValue
 from replicator.etcd import RangePage
 from replicator.journal import ManagedKey
-from replicator.errors import BadValue
 from replicator.kube.encryption import is_encrypted
 from replicator.kube.resources import KeyInfo, ResourceType, crd_resource_type
 from replicator.observability import get_logger
@@ -64,8 +64,9 @@ async def load_namespaces(ctx: Context, *, revision: int) -> None:
 async def load_crds(ctx: Context, *, revision: int) -> None:
     ev = ctx.evaluator
     rt = ev.catalog.by_kind("apiextensions.k8s.io", "CustomResourceDefinition") or _missing("CRD")
-    async for page in ctx.source.range_pages(ev.catalog.key_prefix(rt).encode(), revision=revision,
-                                             page_size=ctx.settings.page_size):
+    async for page in ctx.source.range_pages(
+        ev.catalog.key_prefix(rt).encode(), revision=revision, page_size=ctx.settings.page_size
+    ):
         for kv in page.kvs:
             add_crd(ctx, kv.key, kv.value)
 
@@ -87,7 +88,9 @@ def add_crd(ctx: Context, key: bytes, value: bytes) -> ResourceType | None:
 def _plain(ctx: Context, info: KeyInfo, value: bytes) -> bytes:
     enc = ctx.evaluator.encryption
     if is_encrypted(value) and enc is not None:
-        return enc.decrypt(key=info.key, value=value, group=info.resource.group, resource=info.resource.resource)
+        return enc.decrypt(
+            key=info.key, value=value, group=info.resource.group, resource=info.resource.resource
+        )
     return value
 
 
@@ -109,8 +112,12 @@ async def full_sync(ctx: Context, *, epoch_id: int) -> int:
         for number, phase in enumerate(ctx.evaluator.rules.phases(), start=1):
             types = [rt for rt in ctx.evaluator.types_for(phase) if rt not in scanned]
             scanned.update(types)
-            log.info("phase %d: %s", number, ", ".join(f"{rt.group or 'core'}/{rt.kind}" for rt in types) or "nothing",
-                     extra={"epoch": epoch_id, "revision": revision})
+            log.info(
+                "phase %d: %s",
+                number,
+                ", ".join(f"{rt.group or 'core'}/{rt.kind}" for rt in types) or "nothing",
+                extra={"epoch": epoch_id, "revision": revision},
+            )
             for rt in types:
                 prefix = ctx.evaluator.catalog.key_prefix(rt).encode()
                 pages = ctx.source.range_pages(prefix, revision=revision, page_size=ctx.settings.page_size)
@@ -125,9 +132,14 @@ async def full_sync(ctx: Context, *, epoch_id: int) -> int:
     except BaseException:
         await writer.abort()
         raise
-    log.info("full sync done: %d copied, %d skipped, %d deleted, %d failed", ctx.metrics.keys_copied,
-             ctx.metrics.keys_skipped, ctx.metrics.keys_deleted, ctx.metrics.keys_failed,
-             extra={"epoch": epoch_id, "revision": revision})
+    log.info(
+        "full sync done: %d copied, %d skipped, %d deleted, %d failed",
+        ctx.metrics.keys_copied,
+        ctx.metrics.keys_skipped,
+        ctx.metrics.keys_deleted,
+        ctx.metrics.keys_failed,
+        extra={"epoch": epoch_id, "revision": revision},
+    )
     return revision
 
 
@@ -146,7 +158,13 @@ async def prune(ctx: Context, applier: Applier, *, epoch_id: int, revision: int)
         stale.extend(r.key for r in rows if r.epoch_id != epoch_id)
         # Keys are collected before deleting: deleting while the journal streams them would move the cursor.
     for key in stale:
-        await applier.apply_delete(key.encode(), revision=revision, managed=True,
-                                   reason=f"not in scope at revision {revision} (full sync of epoch {epoch_id})")
+        await applier.apply_delete(
+            key.encode(),
+            revision=revision,
+            managed=True,
+            reason=f"not in scope at revision {revision} (full sync of epoch {epoch_id})",
+        )
     if stale:
-        log.info("pruned %d keys no longer in scope", len(stale), extra={"epoch": epoch_id, "revision": revision})
+        log.info(
+            "pruned %d keys no longer in scope", len(stale), extra={"epoch": epoch_id, "revision": revision}
+        )

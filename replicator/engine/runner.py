@@ -15,16 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, stop_never, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_never,
+    wait_random_exponential,
+)
 
 from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, describe
 from replicator.errors import ConfigError, MirrorStopped
 from replicator.etcd import ClientConfig, EtcdClient, EtcdCompacted, EtcdUnavailable
-from replicator.journal import Journal, current_revision, default_url, head_revision
+from replicator.journal import EpochReason, Journal, RunStatus, current_revision, default_url
 from replicator.kube.encryption import EncryptionConfig
 from replicator.kube.resources import ResourceCatalog
 from replicator.observability import Metrics, get_logger
@@ -78,7 +85,11 @@ def open_journal(url: str) -> Journal:
 def prepare(settings: Settings) -> tuple[Evaluator, Journal]:
     """Everything that can fail on bad input, done before any connection or write."""
     rules = load_rules(settings.rules_file)
-    enc = EncryptionConfig.load(settings.encryption_provider_config) if settings.encryption_provider_config else None
+    enc = (
+        EncryptionConfig.load(settings.encryption_provider_config)
+        if settings.encryption_provider_config
+        else None
+    )
     catalog = ResourceCatalog(settings.kube_prefix)
     evaluator = Evaluator(catalog=catalog, rules=rules, encryption=enc, namespaces=NamespaceIndex())
     if not settings.journal_url:
@@ -112,17 +123,30 @@ async def run(
         sink.close()
         raise
     metrics = Metrics()
-    status = "failed"
+    status: RunStatus = "failed"
     try:
         source_id = await source.cluster_id()
         dest_id = await dest.cluster_id()
         if source_id == dest_id:
             raise ConfigError("--source-endpoints and --dest-endpoints reach the same etcd cluster")
-        run_id = await sink.call(lambda: journal.start_run(source_cluster_id=source_id, dest_cluster_id=dest_id,
-                                                           settings=describe(settings)))
+        run_id = await sink.call(
+            lambda: journal.start_run(
+                source_cluster_id=source_id, dest_cluster_id=dest_id, settings=describe(settings)
+            )
+        )
         fence = Fence(key=CHECKPOINT_KEY.encode(), run_id=uuid.uuid4().hex)
-        ctx = Context(settings=settings, source=source, dest=dest, sink=sink, evaluator=evaluator, metrics=metrics,
-                      fence=fence, run_id=run_id, source_cluster_id=source_id, dest_cluster_id=dest_id)
+        ctx = Context(
+            settings=settings,
+            source=source,
+            dest=dest,
+            sink=sink,
+            evaluator=evaluator,
+            metrics=metrics,
+            fence=fence,
+            run_id=run_id,
+            source_cluster_id=source_id,
+            dest_cluster_id=dest_id,
+        )
         result = await _supervise(ctx, stop=stop or asyncio.Event(), on_synced=on_synced)
         status = "completed" if settings.once else "stopped"
         return result
@@ -145,30 +169,42 @@ async def _start(ctx: Context) -> tuple[int, int, bool]:
     state = await ctx.fence.load(ctx.dest)
     if state is not None and str(state.get("source_cluster_id")) != str(ctx.source_cluster_id):
         raise MirrorStopped(
-            f"destination checkpoint {CHECKPOINT_KEY} was written for source cluster {state.get('source_cluster_id')}, "
-            f"but the source is cluster {ctx.source_cluster_id}: a different or restored source. Stopping."
+            f"destination checkpoint {CHECKPOINT_KEY} was written for source cluster "
+            f"{state.get('source_cluster_id')}, but the source is cluster {ctx.source_cluster_id}: a different or restored source. Stopping."
         )
     if s.rev:
-        epoch = await ctx.sink.call(lambda: journal.open_epoch(run_id=ctx.run_id, reason="operator",
-                                                               start_revision=s.rev))
+        epoch = await ctx.sink.call(
+            lambda: journal.open_epoch(run_id=ctx.run_id, reason="operator", start_revision=s.rev)
+        )
         return epoch, s.rev, False
     epoch_row = await ctx.sink.call(journal.current_epoch)
-    if (state is not None and state.get("phase") == "watching" and epoch_row is not None
-            and epoch_row.id == state.get("epoch") and not s.once):
+    if (
+        state is not None
+        and state.get("phase") == "watching"
+        and epoch_row is not None
+        and epoch_row.id == state.get("epoch")
+        and not s.once
+    ):
         revision = int(str(state["revision"]))
-        log.info("resuming from the destination checkpoint", extra={"epoch": epoch_row.id, "revision": revision})
+        log.info(
+            "resuming from the destination checkpoint", extra={"epoch": epoch_row.id, "revision": revision}
+        )
         return epoch_row.id, revision + 1, False
-    reason = "first-start" if state is None else "resync"
-    epoch = await ctx.sink.call(lambda: journal.open_epoch(run_id=ctx.run_id, reason=reason, start_revision=0))
+    reason: EpochReason = "first-start" if state is None else "resync"
+    epoch = await ctx.sink.call(
+        lambda: journal.open_epoch(run_id=ctx.run_id, reason=reason, start_revision=0)
+    )
     return epoch, 0, True
 
 
-async def _supervise(ctx: Context, *, stop: asyncio.Event, on_synced: Callable[[int], None] | None) -> RunResult:
+async def _supervise(
+    ctx: Context, *, stop: asyncio.Event, on_synced: Callable[[int], None] | None
+) -> RunResult:
     epoch, start, need_sync = await _start(ctx)
     revision = start - 1
     while True:
         if need_sync:
-            revision = await _retrying(lambda: full_sync(ctx, epoch_id=epoch))
+            revision = await _retrying(functools.partial(full_sync, ctx, epoch_id=epoch))
             if on_synced is not None:
                 on_synced(revision)
             if ctx.settings.once:
@@ -178,10 +214,14 @@ async def _supervise(ctx: Context, *, stop: asyncio.Event, on_synced: Callable[[
             revision = await _follow_until_stopped(ctx, epoch=epoch, start=start, stop=stop)
             return RunResult(epoch, revision, ctx.metrics.snapshot())
         except EtcdCompacted as exc:
-            log.warning("watch fell off compacted history (compacted at %d): new epoch with a full sync",
-                        exc.compact_revision, extra={"epoch": epoch})
-            epoch = await ctx.sink.call(lambda: ctx.sink.journal.open_epoch(
-                run_id=ctx.run_id, reason="compaction", start_revision=0))
+            log.warning(
+                "watch fell off compacted history (compacted at %d): new epoch with a full sync",
+                exc.compact_revision,
+                extra={"epoch": epoch},
+            )
+            epoch = await ctx.sink.call(
+                lambda: ctx.sink.journal.open_epoch(run_id=ctx.run_id, reason="compaction", start_revision=0)
+            )
             need_sync = True
 
 
@@ -210,7 +250,7 @@ async def _follow_until_stopped(ctx: Context, *, epoch: int, start: int, stop: a
             await asyncio.sleep(1.0)
 
 
-async def _retrying(fn: Callable[[], asyncio.Future[int] | object]) -> int:
+async def _retrying(fn: Callable[[], Awaitable[int]]) -> int:
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(EtcdUnavailable),
         wait=wait_random_exponential(multiplier=0.5, max=30),
@@ -219,5 +259,5 @@ async def _retrying(fn: Callable[[], asyncio.Future[int] | object]) -> int:
         reraise=True,
     ):
         with attempt:
-            return await fn()  # type: ignore[misc, no-any-return]
+            return await fn()
     raise AssertionError("unreachable")

@@ -18,10 +18,25 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, stop_never, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_never,
+    wait_random_exponential,
+)
 
 from replicator.errors import MirrorStopped
-from replicator.etcd import Compare, Delete, EtcdClient, EtcdRequestTooLarge, EtcdTooManyOps, EtcdUnavailable, Get, Put
+from replicator.etcd import (
+    Compare,
+    Delete,
+    EtcdClient,
+    EtcdRequestTooLarge,
+    EtcdTooManyOps,
+    EtcdUnavailable,
+    Get,
+    Put,
+)
 from replicator.journal import DecisionRecord, JournalBatch, ManagedKey
 from replicator.observability import Metrics, get_logger
 
@@ -155,8 +170,9 @@ class DestWriter:
 
     async def put(self, key: bytes, value: bytes, *, record: DecisionRecord, rule: str | None) -> None:
         await self._make_room(self.pending.size_of(key, value))
-        managed = ManagedKey(key=record.key, mod_revision=record.revision, value_digest=record.value_digest or "",
-                             rule=rule)
+        managed = ManagedKey(
+            key=record.key, mod_revision=record.revision, value_digest=record.value_digest or "", rule=rule
+        )
         self.pending.add_put(key, value, managed)
         self.pending.decisions.append(record)
 
@@ -220,15 +236,20 @@ class DestWriter:
         if ops or checkpoint is not None:
             ckpt_put = None
             if checkpoint is not None:
-                value = self.fence.value(revision=checkpoint, epoch=self.epoch_id,
-                                         source_cluster_id=self.source_cluster_id, phase=phase)
+                value = self.fence.value(
+                    revision=checkpoint,
+                    epoch=self.epoch_id,
+                    source_cluster_id=self.source_cluster_id,
+                    phase=phase,
+                )
                 ckpt_put = Put(self.fence.key, value)
             failed = await self._apply(ops, ckpt_put)
         if failed:
             bad = set(failed)
             batch.decisions = [
                 replace(d, action="fail", reason="value exceeds the destination's request size limit")
-                if d.key in bad and d.action in ("copy", "delete") else d
+                if d.key in bad and d.action in ("copy", "delete")
+                else d
                 for d in batch.decisions
             ]
             for k in bad:

@@ -22,7 +22,9 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         ctx = " ".join(
-            f"{name}={getattr(record, name)}" for name in _CONTEXT_FIELDS if getattr(record, name, None) is not None
+            f"{name}={getattr(record, name)}"
+            for name in _CONTEXT_FIELDS
+            if getattr(record, name, None) is not None
         )
         line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
         if ctx:

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from replicator.config import EndpointSettings, Settings
-from replicator.etcd.local import LocalEtcd
-
-from replicator.etcd.local import etcdctl_path
+from replicator.etcd.local import LocalEtcd, etcdctl_path
 
 SHARED = Path(os.environ.get("REPLICATOR_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 REAL = SHARED / "fixtures" / "real-values"
@@ -56,17 +54,32 @@ def fixture_values() -> dict[str, bytes]:
 def dump(endpoint: str, prefix: str = "/") -> dict[str, bytes]:
     """Every key under ``prefix`` on a server, read with etcdctl."""
     env = {**os.environ, "ETCDCTL_API": "3"}
-    out = subprocess.run([str(etcdctl_path()), f"--endpoints={endpoint}", "get", "--prefix", prefix, "-w", "json"],
-                         env=env, check=True, capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [str(etcdctl_path()), f"--endpoints={endpoint}", "get", "--prefix", prefix, "-w", "json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     doc = json.loads(out)
-    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")) for kv in doc.get("kvs", [])}
+    return {
+        base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", ""))
+        for kv in doc.get("kvs", [])
+    }
 
 
 def put_raw(endpoint: str, key: str, value: bytes) -> None:
     """Write one value with etcdctl (stdin carries binary values unchanged)."""
     env = {**os.environ, "ETCDCTL_API": "3"}
-    subprocess.run([str(etcdctl_path()), f"--endpoints={endpoint}", "put", key], input=value, env=env,
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [str(etcdctl_path()), f"--endpoints={endpoint}", "put", key],
+        input=value,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 def load_fixtures(server: LocalEtcd) -> dict[str, bytes]:
@@ -96,5 +109,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 def run_etcdctl_del(endpoint: str, key: str) -> None:
     env = {**os.environ, "ETCDCTL_API": "3"}
-    subprocess.run([str(etcdctl_path()), f"--endpoints={endpoint}", "del", key], env=env, check=True,
-                   capture_output=True, timeout=30)
+    subprocess.run(
+        [str(etcdctl_path()), f"--endpoints={endpoint}", "del", key],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )

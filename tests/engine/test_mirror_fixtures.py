@@ -66,18 +66,30 @@ async def test_decisions_name_their_rule_and_reason(
     assert secret[0].value_digest is None
 
 
-def test_cli_once_with_the_seed_flags_mirrors_the_same_set(etcd_pair: tuple[LocalEtcd, LocalEtcd],
-                                                             tmp_path: Path) -> None:
+def test_cli_once_with_the_seed_flags_mirrors_the_same_set(
+    etcd_pair: tuple[LocalEtcd, LocalEtcd], tmp_path: Path
+) -> None:
     source, dest = etcd_pair
     load_fixtures(source)
     cmd = [
-        sys.executable, "-m", "replicator", "run",
-        "--master-endpoints", source.endpoint,  # the seed walkthrough's spellings
-        "--slave-endpoints", dest.endpoint,
-        "--mirror-rule", str(SEED_RULES),
-        "--encryption-provider-config", str(REAL / "encryption-config.yaml"),
-        "--master-insecure-transport=true", "--dial-timeout", "2s",
-        "--journal", f"sqlite:///{tmp_path / 'j.db'}", "--once",
+        sys.executable,
+        "-m",
+        "replicator",
+        "run",
+        "--master-endpoints",
+        source.endpoint,  # the seed walkthrough's spellings
+        "--slave-endpoints",
+        dest.endpoint,
+        "--mirror-rule",
+        str(SEED_RULES),
+        "--encryption-provider-config",
+        str(REAL / "encryption-config.yaml"),
+        "--master-insecure-transport=true",
+        "--dial-timeout",
+        "2s",
+        "--journal",
+        f"sqlite:///{tmp_path / 'j.db'}",
+        "--once",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -85,17 +97,32 @@ def test_cli_once_with_the_seed_flags_mirrors_the_same_set(etcd_pair: tuple[Loca
     assert "5 copied" in proc.stderr
 
 
-def test_bad_rule_file_stops_before_anything_is_written(etcd_pair: tuple[LocalEtcd, LocalEtcd],
-                                                          tmp_path: Path) -> None:
+def test_bad_rule_file_stops_before_anything_is_written(
+    etcd_pair: tuple[LocalEtcd, LocalEtcd], tmp_path: Path
+) -> None:
     source, dest = etcd_pair
     load_fixtures(source)
     bad = tmp_path / "rules.yaml"
-    bad.write_text("filters:\n  secondary:\n    - group: ''\n      resources:\n        - kind: ConfigMap\n"
-                   "      labelSelectors:\n        - matchExpressions:\n            - key: a\n"
-                   "              operator: Inn\n")
-    cmd = [sys.executable, "-m", "replicator", "run", "--source-endpoints", source.endpoint,
-           "--dest-endpoints", dest.endpoint, "--mirror-rule", str(bad), "--once",
-           "--journal", f"sqlite:///{tmp_path / 'j.db'}"]
+    bad.write_text(
+        "filters:\n  secondary:\n    - group: ''\n      resources:\n        - kind: ConfigMap\n"
+        "      labelSelectors:\n        - matchExpressions:\n            - key: a\n"
+        "              operator: Inn\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "replicator",
+        "run",
+        "--source-endpoints",
+        source.endpoint,
+        "--dest-endpoints",
+        dest.endpoint,
+        "--mirror-rule",
+        str(bad),
+        "--once",
+        "--journal",
+        f"sqlite:///{tmp_path / 'j.db'}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -103,11 +130,27 @@ def test_bad_rule_file_stops_before_anything_is_written(etcd_pair: tuple[LocalEt
     assert dump(dest.endpoint) == {}
 
 
-def test_unreachable_endpoint_is_one_clear_line(etcd_pair: tuple[LocalEtcd, LocalEtcd], tmp_path: Path) -> None:
+def test_unreachable_endpoint_is_one_clear_line(
+    etcd_pair: tuple[LocalEtcd, LocalEtcd], tmp_path: Path
+) -> None:
     source, _ = etcd_pair
-    cmd = [sys.executable, "-m", "replicator", "run", "--source-endpoints", source.endpoint,
-           "--dest-endpoints", "127.0.0.1:1", "--mirror-rule", str(SEED_RULES), "--once",
-           "--journal", f"sqlite:///{tmp_path / 'j.db'}", "--dial-timeout", "1s"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "replicator",
+        "run",
+        "--source-endpoints",
+        source.endpoint,
+        "--dest-endpoints",
+        "127.0.0.1:1",
+        "--mirror-rule",
+        str(SEED_RULES),
+        "--once",
+        "--journal",
+        f"sqlite:///{tmp_path / 'j.db'}",
+        "--dial-timeout",
+        "1s",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()

@@ -25,7 +25,9 @@ NEW_CM = "/registry/configmaps/unit-test/new"
 
 
 @asynccontextmanager
-async def mirroring(settings: Settings, *, synced: bool = True) -> AsyncIterator[asyncio.Task[runner.RunResult]]:
+async def mirroring(
+    settings: Settings, *, synced: bool = True
+) -> AsyncIterator[asyncio.Task[runner.RunResult]]:
     """Run the mirror in the background; yield once the full sync is done (or at once)."""
     stop = asyncio.Event()
     done = asyncio.Event()
@@ -43,8 +45,10 @@ async def mirroring(settings: Settings, *, synced: bool = True) -> AsyncIterator
         await asyncio.wait_for(task, timeout=30)
 
 
-async def eventually(check: Callable[[dict[str, bytes]], bool], endpoint: str, *, timeout: float = 15.0) -> dict[str, bytes]:
-    deadline = time.monotonic() + timeout
+async def eventually(
+    check: Callable[[dict[str, bytes]], bool], endpoint: str, *, within: float = 15.0
+) -> dict[str, bytes]:
+    deadline = time.monotonic() + within
     while True:
         state = await asyncio.to_thread(dump, endpoint)
         if check(state):
@@ -95,12 +99,20 @@ async def test_namespace_relabel_brings_its_objects_in_and_out(
         "/registry/secrets/unit-test/exclude-me-secret",  # the exclude names namespace "unique" only
     }
     async with mirroring(make_settings(source, dest)):
-        put_raw(source.endpoint, "/registry/namespaces/unit-test", synth.namespace("unit-test", labels={KIND: "unique"}))
+        put_raw(
+            source.endpoint,
+            "/registry/namespaces/unit-test",
+            synth.namespace("unit-test", labels={KIND: "unique"}),
+        )
         state = await eventually(lambda s: entering <= set(s), dest.endpoint)
         for key in entering - {"/registry/namespaces/unit-test"}:
             assert state[key] == values[key]  # still the source's ciphertext, byte for byte
 
-        put_raw(source.endpoint, "/registry/namespaces/unit-test", synth.namespace("unit-test", labels={KIND: "unit"}))
+        put_raw(
+            source.endpoint,
+            "/registry/namespaces/unit-test",
+            synth.namespace("unit-test", labels={KIND: "unit"}),
+        )
         state = await eventually(lambda s: not (entering & set(s)), dest.endpoint)
         assert set(state) == EXPECTED_KEYS | {CHECKPOINT}
 
@@ -134,8 +146,9 @@ async def test_restart_resumes_from_the_checkpoint_without_a_new_full_sync(
     put_raw(source.endpoint, NEW_CM, v)
 
     async with mirroring(settings, synced=False) as task:
-        state = await eventually(lambda s: s.get(NEW_CM) == v and "/registry/secrets/unique/test" not in s,
-                                 dest.endpoint)
+        state = await eventually(
+            lambda s: s.get(NEW_CM) == v and "/registry/secrets/unique/test" not in s, dest.endpoint
+        )
     result = task.result()
     assert set(state) == (EXPECTED_KEYS - {"/registry/secrets/unique/test"}) | {NEW_CM, CHECKPOINT}
     assert result.metrics["keys_copied"] == 1 and result.metrics["keys_deleted"] == 1  # no second full sync
