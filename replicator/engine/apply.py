@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from replicator.etcd import KeyValue
-from replicator.journal import DecisionRecord, ManagedKey
+from replicator.journal import DecisionRecord
 from replicator.observability import get_logger
 
 from .evaluate import Evaluation, Evaluator, Verdict
@@ -27,6 +27,8 @@ class Applier:
         self.writer = writer
         self.overlay: dict[str, bool] = {}
         """Managed-ness decided in this batch but maybe not journaled yet (watch phase)."""
+        self.failed_managed: set[str] = set()
+        """Managed keys whose current source value could not be read: the full sync keeps them."""
 
     async def managed_among(self, keys: Sequence[str]) -> set[str]:
         unknown = [k for k in keys if k not in self.overlay]
@@ -72,10 +74,8 @@ class Applier:
                 )
             )
             if managed:
-                # Keep the last good copy, and keep owning it: a bad value must not prune a good one.
-                w.pending.upserts.setdefault(
-                    key, ManagedKey(key=key, mod_revision=revision, value_digest="", rule=None)
-                )
+                # Keep the last good copy on the standby: a bad value must not prune a good one.
+                self.failed_managed.add(key)
         elif managed:
             rec = DecisionRecord(
                 revision=revision, key=key, action="delete", reason=f"left scope: {ev.reason}", rule=ev.rule

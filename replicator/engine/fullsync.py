@@ -155,7 +155,7 @@ async def prune(ctx: Context, applier: Applier, *, epoch_id: int, revision: int)
 
     stale: list[str] = []
     while rows := await ctx.sink.call(chunk):
-        stale.extend(r.key for r in rows if r.epoch_id != epoch_id)
+        stale.extend(r.key for r in rows if r.epoch_id != epoch_id and r.key not in applier.failed_managed)
         # Keys are collected before deleting: deleting while the journal streams them would move the cursor.
     for key in stale:
         await applier.apply_delete(

@@ -170,7 +170,8 @@ async def _start(ctx: Context) -> tuple[int, int, bool]:
     if state is not None and str(state.get("source_cluster_id")) != str(ctx.source_cluster_id):
         raise MirrorStopped(
             f"destination checkpoint {CHECKPOINT_KEY} was written for source cluster "
-            f"{state.get('source_cluster_id')}, but the source is cluster {ctx.source_cluster_id}: a different or restored source. Stopping."
+            f"{state.get('source_cluster_id')}, but the source is cluster {ctx.source_cluster_id}: "
+            "a different or restored source. Stopping."
         )
     if s.rev:
         epoch = await ctx.sink.call(
@@ -186,9 +187,17 @@ async def _start(ctx: Context) -> tuple[int, int, bool]:
         and not s.once
     ):
         revision = int(str(state["revision"]))
-        log.info(
-            "resuming from the destination checkpoint", extra={"epoch": epoch_row.id, "revision": revision}
-        )
+        noted = await ctx.sink.call(journal.checkpoint)
+        if noted is not None and noted.epoch_id == epoch_row.id and noted.revision < revision:
+            # The journal is recorded after each destination commit; a crash in between leaves it
+            # behind. Re-deciding those revisions re-applies identical writes and journals them.
+            log.info(
+                "journal is %d revisions behind the destination: re-deciding them",
+                revision - noted.revision,
+                extra={"epoch": epoch_row.id, "revision": noted.revision},
+            )
+            revision = noted.revision
+        log.info("resuming after the checkpoint", extra={"epoch": epoch_row.id, "revision": revision})
         return epoch_row.id, revision + 1, False
     reason: EpochReason = "first-start" if state is None else "resync"
     epoch = await ctx.sink.call(

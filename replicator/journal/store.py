@@ -32,7 +32,6 @@ Invariants (each has a test in tests/journal/test_invariants.py):
 from __future__ import annotations
 
 import contextlib
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -44,7 +43,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
-    Row,
     Table,
     and_,
     delete,
@@ -58,6 +56,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from replicator.errors import JournalError, JournalSchemaError
 from replicator.journal import migrate
+from replicator.journal._rows import decision_row, managed_row, prefix_end, validate
 from replicator.journal.records import (
     Checkpoint,
     DecisionRow,
@@ -72,7 +71,6 @@ from replicator.journal.records import (
 from replicator.journal.schema import checkpoint as checkpoint_t
 from replicator.journal.schema import decisions, epochs, managed_keys, revisions, runs
 
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 _IN_CHUNK = 500  # keys per IN (...) query: well under SQLite's bound-parameter limit
 _STREAM_CHUNK = 1000
 
@@ -86,72 +84,6 @@ def _version() -> str:
         return package_metadata.version("etcd-replicator")
     except package_metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` (code point order)."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop())
-        if last < 0x10FFFF:
-            nxt = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
-            return "".join(chars) + chr(nxt)
-    return None
-
-
-def _check_digest(digest: str | None, key: str) -> None:
-    if digest is not None and not _DIGEST.fullmatch(digest):
-        raise ValueError(f"{key}: value_digest must be a sha256 hex digest, not a value")
-
-
-def _validate(batch: JournalBatch) -> None:
-    """The caller's side of invariants 4 and 5, checked before anything is written."""
-    copied: set[str] = set()
-    deleted: set[str] = set()
-    for d in batch.decisions:
-        _check_digest(d.value_digest, d.key)
-        if d.action == "copy":
-            copied.add(d.key)
-        elif d.action == "delete":
-            deleted.add(d.key)
-    for m in batch.managed_upserts:
-        _check_digest(m.value_digest, m.key)
-        if m.key not in copied:
-            raise ValueError(f"{m.key}: managed upsert without a copy decision in the same batch")
-        if m.epoch_id is not None and m.epoch_id != batch.epoch_id:
-            raise ValueError(f"{m.key}: managed upsert for epoch {m.epoch_id} in a batch of {batch.epoch_id}")
-    for key in batch.managed_deletes:
-        if key not in deleted:
-            raise ValueError(f"{key}: managed delete without a delete decision in the same batch")
-    both = {m.key for m in batch.managed_upserts} & set(batch.managed_deletes)
-    if both:
-        raise ValueError(f"{sorted(both)[0]}: both upserted and deleted in one batch")
-
-
-def _decision_row(row: Row[Any]) -> DecisionRow:
-    return DecisionRow(
-        id=row.id,
-        epoch_id=row.epoch_id,
-        revision=row.revision,
-        key=row.key,
-        action=row.action,
-        reason=row.reason,
-        rule=row.rule,
-        value_digest=row.value_digest,
-        value_size=row.value_size,
-        recorded_at=row.recorded_at,
-    )
-
-
-def _managed_row(row: Row[Any]) -> ManagedKey:
-    return ManagedKey(
-        key=row.key,
-        mod_revision=row.mod_revision,
-        value_digest=row.value_digest,
-        rule=row.rule,
-        epoch_id=row.epoch_id,
-        updated_at=row.updated_at,
-    )
 
 
 class Journal:
@@ -237,7 +169,7 @@ class Journal:
 
     def record(self, batch: JournalBatch) -> None:
         """Commit one destination transaction's worth of journal in one database transaction."""
-        _validate(batch)
+        validate(batch)
         now = _now()
         with self._tx(f"record batch (epoch {batch.epoch_id})") as conn:
             if batch.decisions:
@@ -316,13 +248,13 @@ class Journal:
             for start in range(0, len(keys), _IN_CHUNK):
                 chunk = list(keys[start : start + _IN_CHUNK])
                 for row in conn.execute(select(managed_keys).where(managed_keys.c.key.in_(chunk))):
-                    found[row.key] = _managed_row(row)
+                    found[row.key] = managed_row(row)
         return found
 
     def iter_managed(self, prefix: str = "") -> Iterator[ManagedKey]:
         """Stream managed keys under ``prefix`` in byte-wise key order, at flat memory."""
         query = select(managed_keys).where(managed_keys.c.key >= prefix).order_by(managed_keys.c.key)
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         if end is not None:
             query = query.where(managed_keys.c.key < end)
         # Closing the result on an early exit closes PostgreSQL's server-side cursor in time.
@@ -332,7 +264,7 @@ class Journal:
             conn.execution_options(yield_per=_STREAM_CHUNK).execute(query) as result,
         ):
             for row in result:
-                yield _managed_row(row)
+                yield managed_row(row)
 
     def managed_count(self) -> int:
         with self._tx("count managed keys") as conn:
@@ -407,18 +339,15 @@ class Journal:
 
     def _decisions(self, query: Any, doing: str) -> list[DecisionRow]:
         with self._tx(doing) as conn:
-            return [_decision_row(row) for row in conn.execute(query)]
+            return [decision_row(row) for row in conn.execute(query)]
 
     def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-        """One executemany; for ``managed_keys`` an upsert on the key.
+        """One executemany (pipelined by psycopg); for ``managed_keys`` an upsert on the key.
 
-        The RETURNING clause is there for speed, not for its result: it makes SQLAlchemy batch the
-        rows into multi-row VALUES statements ("insertmanyvalues") instead of psycopg's
-        message-per-row executemany, several times faster on PostgreSQL.
+        Measured and rejected: multi-row VALUES (recompiled per batch, 4x slower) and RETURNING
+        to get SQLAlchemy's insertmanyvalues (no faster on PostgreSQL, slower on SQLite).
         """
-        stmt = self._upsert if table is managed_keys else insert(table)
-        first_pk = next(iter(table.primary_key.columns))
-        conn.execute(stmt.returning(first_pk), rows).close()
+        conn.execute(self._upsert if table is managed_keys else insert(table), rows)
 
     def _managed_upsert_statement(self) -> Insert:
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite

@@ -175,7 +175,9 @@ def namespace(
     ident = _ident(uid, created)
 
     def body(filler: str | None) -> bytes:
-        meta = object_meta(name, uid=ident[0], created=ident[1], labels=labels, annotations=_annotated(annotations, filler))
+        meta = object_meta(
+            name, uid=ident[0], created=ident[1], labels=labels, annotations=_annotated(annotations, filler)
+        )
         return _ld(1, meta) + _ld(2, _s(1, "kubernetes")) + _ld(3, _s(1, phase))
 
     return _proto("v1", "Namespace", pad_to, body)
@@ -198,7 +200,11 @@ def configmap(
 
     def body(filler: str | None) -> bytes:
         meta = object_meta(
-            name, namespace=namespace, uid=ident[0], created=ident[1], labels=labels,
+            name,
+            namespace=namespace,
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
             annotations=_annotated(annotations, filler),
         )
         return _ld(1, meta) + _map(2, data)
@@ -224,7 +230,11 @@ def secret(
 
     def body(filler: str | None) -> bytes:
         meta = object_meta(
-            name, namespace=namespace, uid=ident[0], created=ident[1], labels=labels,
+            name,
+            namespace=namespace,
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
             annotations=_annotated(annotations, filler),
         )
         return _ld(1, meta) + _map(2, data) + _s(3, type)
@@ -276,7 +286,11 @@ def pod(
 
     def body(filler: str | None) -> bytes:
         meta = object_meta(
-            name, namespace=namespace, uid=ident[0], created=ident[1], labels=labels,
+            name,
+            namespace=namespace,
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
             annotations=_annotated(annotations, filler),
         )
         return _ld(1, meta) + _ld(2, spec) + _ld(3, status)
@@ -302,7 +316,10 @@ def service(
     intVal, 3 strVal}, 5 nodePort}, 2 selector, 3 clusterIP, 4 type, 7 sessionAffinity,
     ...}; ServiceStatus {1 loadBalancer{}}."""
     port_fields = b"".join(
-        _ld(1, _s(1, pname) + _s(2, "TCP") + _v(3, port) + _ld(4, _v(1, 0) + _v(2, port) + _s(3, "")) + _v(5, 0))
+        _ld(
+            1,
+            _s(1, pname) + _s(2, "TCP") + _v(3, port) + _ld(4, _v(1, 0) + _v(2, port) + _s(3, "")) + _v(5, 0),
+        )
         for pname, port in ports
     )
     spec = b"".join(
@@ -324,7 +341,11 @@ def service(
 
     def body(filler: str | None) -> bytes:
         meta = object_meta(
-            name, namespace=namespace, uid=ident[0], created=ident[1], labels=labels,
+            name,
+            namespace=namespace,
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
             annotations=_annotated(annotations, filler),
         )
         return _ld(1, meta) + _ld(2, spec) + _ld(3, _ld(1, b""))
@@ -377,7 +398,9 @@ def lease(
     leaseDurationSeconds, 3 acquireTime, 4 renewTime, 5 leaseTransitions}}."""
     when = int(time.time()) if renewed is None else renewed
     spec = _s(1, holder) + _v(2, duration_seconds) + _ld(3, _time(when)) + _ld(4, _time(when)) + _v(5, 0)
-    return envelope("coordination.k8s.io/v1", "Lease", _ld(1, object_meta(name, namespace=namespace)) + _ld(2, spec))
+    return envelope(
+        "coordination.k8s.io/v1", "Lease", _ld(1, object_meta(name, namespace=namespace)) + _ld(2, spec)
+    )
 
 
 def endpoints_lease(ip: str, *, port: int = 6443) -> bytes:
@@ -449,7 +472,10 @@ def crd(
 
     def build(filler: str | None) -> bytes:
         meta = _json_meta(
-            f"{plural}.{group}", uid=ident[0], created=ident[1], labels=labels,
+            f"{plural}.{group}",
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
             annotations=_annotated(annotations, filler),
         )
         doc = {
@@ -465,17 +491,32 @@ def crd(
                         "name": version,
                         "served": True,
                         "storage": True,
-                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
                     }
                 ],
                 "conversion": {"strategy": "None"},
             },
             "status": {
                 "conditions": [
-                    {"type": "NamesAccepted", "status": "True", "lastTransitionTime": meta["creationTimestamp"],
-                     "reason": "NoConflicts", "message": "no conflicts found"},
-                    {"type": "Established", "status": "True", "lastTransitionTime": meta["creationTimestamp"],
-                     "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+                    {
+                        "type": "NamesAccepted",
+                        "status": "True",
+                        "lastTransitionTime": meta["creationTimestamp"],
+                        "reason": "NoConflicts",
+                        "message": "no conflicts found",
+                    },
+                    {
+                        "type": "Established",
+                        "status": "True",
+                        "lastTransitionTime": meta["creationTimestamp"],
+                        "reason": "InitialNamesAccepted",
+                        "message": "the initial names have been accepted",
+                    },
                 ],
                 "acceptedNames": names,
                 "storedVersions": [version],
@@ -507,7 +548,11 @@ def custom_resource(
 
     def build(filler: str | None) -> bytes:
         meta = _json_meta(
-            name, namespace=namespace, uid=ident[0], created=ident[1], labels=labels,
+            name,
+            namespace=namespace,
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
             annotations=_annotated(annotations, filler),
         )
         doc = {"apiVersion": f"{group}/{version}", "kind": kind, "metadata": meta, "spec": dict(spec or {})}
