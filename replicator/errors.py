@@ -47,6 +47,10 @@ class JournalError(ReplicatorError):
     """The journal database is unreachable or its schema is not the one this version needs."""
 
 
+class JournalUnavailable(JournalError):
+    """The journal's database cannot be reached right now (connection refused or lost); retryable."""
+
+
 class JournalSchemaError(JournalError):
     """The journal's schema is older or newer than this version; run `replicator journal upgrade`."""
 

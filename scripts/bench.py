@@ -167,7 +167,7 @@ def cleanup() -> None:
 
 
 async def client(e: LocalEtcd) -> EtcdClient:
-    return await EtcdClient.connect(ClientConfig(endpoints=(e.endpoint,), request_timeout=60.0))
+    return await EtcdClient.connect(ClientConfig(endpoints=(e.endpoint,), request_timeout=60.0, keepalive_time=30.0))
 
 
 async def key_count(e: LocalEtcd, prefix: bytes = PREFIX) -> int:
@@ -352,7 +352,7 @@ def count_via_etcdctl(e: LocalEtcd) -> int:
 
 def make_mirror(src: LocalEtcd, dst: LocalEtcd, total: int, cap: float, log: Path) -> dict[str, float]:
     cmd = [str(etcdctl_path()), f"--endpoints={src.endpoint}", "make-mirror", f"--prefix={PREFIX.decode()}",
-           "--no-dest-prefix", dst.endpoint]
+           f"--dest-prefix={PREFIX.decode()}", dst.endpoint]
     with log.open("wb") as out:
         t0 = time.monotonic()
         p = popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "ETCDCTL_API": "3"})
@@ -403,35 +403,52 @@ def parse_log(path: Path) -> list[dict[str, object]]:
     return out
 
 
-def full_sync(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str, log: Path, *, no_journal: bool = False,
-              profile: Path | None = None, timeout: float = 900.0) -> dict[str, float]:
-    cmd = replicator_cmd(src, dst, rules, journal, once=True, no_journal=no_journal, profile=profile)
+def _sync_result(log: Path) -> dict[str, float] | None:
+    """Sync-phase figures from the JSON log, once "full sync done" is there."""
+    events = parse_log(log)
+    done = next((e for e in events if str(e.get("msg", "")).startswith("full sync done")), None)
+    if done is None:
+        return None
+    start = next(float(e["ts"]) for e in events if str(e.get("msg", "")).startswith("full sync starting"))
+    copied = int(str(done["msg"]).split(":")[1].split()[0])
+    sync_s = float(done["ts"]) - start
+    return {"seconds": sync_s, "copied": copied, "keys_s": copied / sync_s}
+
+
+def full_sync(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str, log: Path, *, once: bool = True,
+              no_journal: bool = False, profile: Path | None = None, extra: tuple[str, ...] = (),
+              timeout: float = 900.0) -> tuple[dict[str, float], subprocess.Popen[bytes] | None]:
+    """Run the replicator until its full sync is done. With ``once`` it exits and its peak RSS
+    comes from wait4; otherwise it keeps running (returned, for the watch phase) and the peak RSS
+    so far is VmHWM."""
+    cmd = replicator_cmd(src, dst, rules, journal, once=once, no_journal=no_journal, profile=profile) + list(extra)
     with log.open("wb") as out:
         t0 = time.monotonic()
         p = popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = t0 + timeout
-    status, usage = 0, None
     while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            p.returncode = os.waitstatus_to_exitcode(status)
-            break
+        if once:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                p.returncode = os.waitstatus_to_exitcode(status)
+                _PROCS.remove(p)
+                if p.returncode != 0:
+                    raise RuntimeError(f"replicator --once exited {p.returncode}:\n{log.read_text()[-3000:]}")
+                res = _sync_result(log)
+                assert res is not None, f"no 'full sync done' in {log}"
+                res.update(wall=time.monotonic() - t0, rss_mb=usage.ru_maxrss / 1024)
+                return res, None
+        else:
+            if p.poll() is not None:
+                raise RuntimeError(f"replicator exited {p.returncode}:\n{log.read_text()[-3000:]}")
+            res = _sync_result(log)
+            if res is not None:
+                res.update(wall=time.monotonic() - t0, rss_mb=rss_mb(p.pid)[1])
+                return res, p
         if time.monotonic() > deadline:
             end_proc(p)
             raise RuntimeError(f"replicator full sync exceeded {timeout}s; see {log}")
         time.sleep(0.05)
-    wall = time.monotonic() - t0
-    if p in _PROCS:
-        _PROCS.remove(p)
-    if p.returncode != 0:
-        raise RuntimeError(f"replicator --once exited {p.returncode}:\n{log.read_text()[-3000:]}")
-    events = parse_log(log)
-    start = next(float(e["ts"]) for e in events if str(e.get("msg", "")).startswith("full sync starting"))
-    done = next(e for e in events if str(e.get("msg", "")).startswith("full sync done"))
-    copied = int(str(done["msg"]).split(":")[1].split()[0])
-    sync_s = float(done["ts"]) - start
-    return {"wall": wall, "seconds": sync_s, "copied": copied, "keys_s": copied / sync_s,
-            "rss_mb": usage.ru_maxrss / 1024 if usage else 0.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +500,7 @@ class Observer:
 
 
 async def _observe(endpoint: str, path: str) -> None:
-    c = await EtcdClient.connect(ClientConfig(endpoints=(endpoint,)))
+    c = await EtcdClient.connect(ClientConfig(endpoints=(endpoint,), keepalive_time=30.0))
     with open(path, "w", buffering=1) as out:
         kv = await c.get(CHECKPOINT_KEY.encode())
         if kv is not None:
@@ -582,14 +599,10 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
 
-async def watch_phase(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str, ds: DataSet, work: Path,
-                      args: argparse.Namespace) -> dict[str, dict[str, float]]:
+async def watch_phase(rep: subprocess.Popen[bytes], log: Path, dst: LocalEtcd, src: LocalEtcd, ds: DataSet,
+                      work: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """``rep`` is the replicator that just finished its full sync and now follows the source."""
     obs = Observer(dst, work / "checkpoints.txt")
-    log = work / "watch.log"
-    with log.open("wb") as out:
-        rep = popen(replicator_cmd(src, dst, rules, journal, once=False,
-                                   profile=work / "watch.prof" if args.profile else None),
-                    stdout=out, stderr=subprocess.STDOUT)
     results: dict[str, dict[str, float]] = {}
     try:
         async with await client(src) as c:
@@ -618,6 +631,8 @@ async def watch_phase(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str,
                                   "rev_s": n_backlog / (t_done - t_resume), "complete": float(ok)}
             rss, hwm = rss_mb(rep.pid)
             results["memory"] = {"rss": rss, "hwm": hwm}
+            results["reconnects"] = {"n": float(sum("resuming the watch" in str(e.get("msg", ""))
+                                                    for e in parse_log(log)))}
     finally:
         end_proc(rep, timeout=30)
         obs.stop()
@@ -739,6 +754,7 @@ def report(args: argparse.Namespace, ds: DataSet, r: dict[str, object]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 async def main_async(args: argparse.Namespace, work: Path) -> str:
+    extra = tuple(args.replicator_args.split()) if args.replicator_args else ()
     rules = work / "rules.yaml"
     rules.write_text(RULES)
     ds = DataSet(args.keys)
@@ -771,14 +787,17 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
         journal, no_journal, r["journal_desc"] = f"sqlite:///{work}/journal.db", False, "SQLite file on local disk"
     if not args.no_journal_compare and not no_journal:
         dst = start_etcd("nojournal", work)
-        r["sync_nojournal"] = full_sync(src, dst, rules, f"sqlite:///{work}/nj.db", work / "sync-nojournal.log",
-                                        no_journal=True)
+        r["sync_nojournal"], _ = full_sync(src, dst, rules, f"sqlite:///{work}/nj.db",
+                                           work / "sync-nojournal.log", no_journal=True, extra=extra)
         stop_etcd(dst)
         say(f"full sync without journal: {r['sync_nojournal']['keys_s']:.0f} keys/s")
 
     dst = start_etcd("standby", work)
-    prof = work / "sync.prof" if args.profile else None
-    r["sync"] = full_sync(src, dst, rules, journal, work / "sync.log", no_journal=no_journal, profile=prof)
+    prof = work / "run.prof" if args.profile else None
+    watching = args.duration > 0
+    log = work / "sync-and-watch.log"
+    r["sync"], rep = full_sync(src, dst, rules, journal, log, once=not watching, no_journal=no_journal,
+                               profile=prof, extra=extra)
     say(f"full sync: {r['sync']['keys_s']:.0f} keys/s, peak RSS {r['sync']['rss_mb']:.0f} MB")
     r["journal_bytes"] = sum(f.stat().st_size for f in work.glob("journal.db*"))
     async with await client(dst) as c:
@@ -787,15 +806,15 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
             copied_bytes += sum(len(kv.key) + len(kv.value) for kv in page.kvs)
     r["copied_bytes_per_key"] = copied_bytes / max(1, r["sync"]["copied"])
 
-    if args.duration > 0:
+    if rep is not None:
         say(f"watch phase: {args.rate} writes/s for {args.duration} s, then burst and catch-up")
-        r["watch"] = await watch_phase(src, dst, rules, journal, ds, work, args)
+        r["watch"] = await watch_phase(rep, log, dst, src, ds, work, args)
     stop_etcd(dst)
     stop_etcd(src)
 
     text = report(args, ds, r)
     if args.profile:
-        for name in ("sync.prof", "watch.prof"):
+        for name in ("run.prof",):
             path = work / name
             if path.exists():
                 keep = Path(args.profile) / f"{ds.n}-{name}"
@@ -822,6 +841,7 @@ def main() -> int:
     p.add_argument("--skip-make-mirror", action="store_true")
     p.add_argument("--make-mirror-cap", type=float, default=60, help="seconds make-mirror may run (default 60)")
     p.add_argument("--profile", metavar="DIR", help="run the measured replicator under cProfile, keep stats in DIR")
+    p.add_argument("--replicator-args", default="", help="extra `replicator run` flags, e.g. '--keepalive-time 10s'")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, journal)")
     p.add_argument("--out", help="also write the markdown table to this file")
     args = p.parse_args()

@@ -53,7 +53,10 @@ class Obj:
 
 
 def run_demo(*, keep: bool) -> int:
-    base = Path(tempfile.mkdtemp(prefix="replicator-demo-"))
+    try:
+        base = Path(tempfile.mkdtemp(prefix="replicator-demo-"))
+    except OSError as exc:
+        raise DemoError(f"cannot create a temporary directory: {exc}") from None
     servers = [LocalEtcd.create("source", base / "source"), LocalEtcd.create("standby", base / "standby")]
     logging.getLogger("replicator").setLevel(logging.WARNING)  # the report is the demo's output
     try:
@@ -61,9 +64,8 @@ def run_demo(*, keep: bool) -> int:
             try:
                 server.start()
             except LocalEtcdError as exc:
-                raise DemoError(
-                    f"{str(exc).splitlines()[0]} (see {server.log_path}, kept with --keep)"
-                ) from None
+                first = str(exc).splitlines()[0]
+                raise DemoError(f"{first} (rerun with --keep to read {server.log_path})") from None
         with resources.as_file(resources.files("replicator.cli").joinpath(RULES_RESOURCE)) as rules:
             asyncio.run(_scenario(base, servers[0], servers[1], rules))
     except OSError as exc:
@@ -238,7 +240,7 @@ async def _scenario(base: Path, src_etcd: LocalEtcd, dst_etcd: LocalEtcd, rules:
         stop = asyncio.Event()
         synced: list[int] = []
         mirror = asyncio.create_task(runner.run(settings, stop=stop, on_synced=synced.append), name="mirror")
-        journal = Journal.open(settings.journal_url)
+        journal = runner.open_journal(settings.journal_url)  # creates the schema the mirror then uses
         try:
             started = time.monotonic()
             await _until(lambda: bool(synced), mirror, "the full sync")
@@ -266,7 +268,7 @@ async def _load(src: EtcdClient, objs: list[Obj]) -> None:
         await src.put(obj.key.encode(), obj.value, lease=lease)
     kinds = Counter(_kind_of(o.key) for o in objs)
     encrypted = sum(o.value.startswith(b"k8s:enc:") for o in objs)
-    summary = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+    summary = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
     print(f"\nloaded {len(objs)} keys into the source ({encrypted} Secrets encrypted at rest): {summary}")
 
 
@@ -276,8 +278,9 @@ _CATALOG = ResourceCatalog()
 def _kind_of(key: str) -> str:
     info = _CATALOG.parse_key(key)
     if info is None:
-        return "other keys"
-    return f"{info.resource.kind or info.resource.resource}s"
+        return "non-object keys"
+    rt = info.resource
+    return rt.kind or f"{rt.resource}.{rt.group}"
 
 
 async def _until(check: Callable[[], bool], mirror: asyncio.Task[runner.RunResult], what: str) -> None:
@@ -330,7 +333,8 @@ def _report_sync(journal: Journal, objs: list[Obj], revision: int, seconds: floa
         f"\n1. full sync at source revision {revision} ({seconds:.1f} s): {counts['copy']} copied, "
         f"{counts['skip']} skipped, {counts['not read']} not read"
     )
-    width = max(len(k) for k, _, _ in rows)
+    print("   (keys under /registry/ shown without that prefix)")
+    width = max(len(_short(k)) for k, _, _ in rows)
     for title, action, label in (
         ("copied", "copy", "rule"),
         ("skipped", "skip", "why"),
@@ -338,10 +342,10 @@ def _report_sync(journal: Journal, objs: list[Obj], revision: int, seconds: floa
     ):
         print(f"   {title} ({label}):")
         for key, _, reason in sorted(r for r in rows if r[1] == action):
-            print(f"     {key:<{width}}  {reason}")
+            print(f"     {_short(key):<{width}}  {reason}")
     others = [r for r in rows if r[1] not in ("copy", "skip", "not read")]
     for key, other, reason in others:
-        print(f"   {other}: {key}  {reason}")
+        print(f"   {other}: {_short(key)}  {reason}")
     if wrong:
         raise DemoError(f"full sync did not follow the rule file for: {', '.join(wrong)}")
 
@@ -427,7 +431,7 @@ async def _live_changes(
         for r in journal.changes_between(start_rev, last)
         if r.action == "copy" and r.key.split("/")[3:4] == ["billing"]
     ]
-    print(f"   namespace billing entered scope: {len(entered)} keys copied ({', '.join(sorted(entered))})")
+    print(f"   namespace billing entered scope, copied: {', '.join(_short(k) for k in sorted(entered))}")
 
 
 async def _check_standby(src: EtcdClient, dst: EtcdClient, journal: Journal) -> None:
@@ -439,21 +443,20 @@ async def _check_standby(src: EtcdClient, dst: EtcdClient, journal: Journal) -> 
     differ = sorted(k for k, v in objects.items() if source.get(k) != v)
     unmanaged = sorted(set(objects) - managed)
     lost = sorted(managed - set(objects))
-    print(f"\n3. standby check (raw read of every key): {len(objects)} objects + the replicator's checkpoint")
-    for key, count in sorted(Counter(_group(k) for k in objects).items()):
-        print(f"     {count:>2}  {key}")
+    print(f"\n3. standby check, reading it back: {len(objects)} objects + the replicator's checkpoint")
+    for key in sorted(objects):
+        print(f"     {_short(key)}")
     encrypted = sum(v.startswith(b"k8s:enc:") for v in objects.values())
     print(
-        f"   {len(objects) - len(differ)}/{len(objects)} byte-identical to the source "
-        f"({encrypted} still encrypted with the source's key); "
-        f"{len(unmanaged)} not written by the replicator; {len(lost)} journaled but missing"
+        f"   {len(objects) - len(differ)}/{len(objects)} byte-identical to the source, {len(unmanaged)} not "
+        f"written by the replicator, {len(lost)} journaled but missing; {encrypted} Secrets stay encrypted "
+        "(the standby's apiserver needs the same EncryptionConfiguration)"
     )
     if differ or unmanaged or lost:
         raise DemoError(f"standby check failed: differ={differ} unmanaged={unmanaged} missing={lost}")
     print("   OK: the standby holds exactly what the rules select, as the source has it.")
 
 
-def _group(key: str) -> str:
-    """``/registry/configmaps/shop/x`` -> ``/registry/configmaps/shop/*``."""
-    head, _, _ = key.rpartition("/")
-    return f"{head}/*"
+def _short(key: str) -> str:
+    """Keys under the prefix are shown without it; the report says so once."""
+    return key.removeprefix("/registry/")

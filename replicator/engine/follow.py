@@ -14,30 +14,34 @@ runner, which starts a new epoch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 
-from replicator.etcd import EtcdCompacted, Event, EventType, WatchBatch
+from replicator.etcd import EtcdUnavailable, Event, EventType, WatchBatch
 from replicator.observability import get_logger
 
 from .apply import Applier
 from .context import Context
 from .evaluate import is_crd, is_namespace
 from .fullsync import add_crd
+from .streams import WatchBuffer, scan
 from .writer import DestWriter
 
 log = get_logger("follow")
 
 _QUEUE_BATCHES = 256  # watch responses buffered before the reader waits (bounds memory)
 _IDLE_CHECKPOINT = 1.0  # seconds: how often a checkpoint-only transaction may be written
+_QUIET = 5.0  # seconds without a watch response before asking the server for progress
+_SILENT_LIMIT = 60.0  # seconds without any response, progress requests included: reconnect
 
 
 class Follower:
-    def __init__(self, ctx: Context, *, epoch_id: int, start_revision: int) -> None:
+    def __init__(self, ctx: Context, *, epoch_id: int, stream: WatchBuffer) -> None:
         self.ctx = ctx
         self.epoch_id = epoch_id
-        self.start_revision = start_revision
+        self.stream = stream
+        self.start_revision = stream.start_revision
+        start_revision = stream.start_revision
         self.writer: DestWriter = ctx.writer(epoch_id=epoch_id, ordered=True)
         self.writer.completed_revision = start_revision - 1
         self.applier = Applier(evaluator=ctx.evaluator, sink=ctx.sink, writer=self.writer)
@@ -51,16 +55,24 @@ class Follower:
     async def run(self) -> None:
         """Follow until cancelled or an error (compaction, unavailability) ends the stream."""
         reader = asyncio.create_task(self._read(), name="watch-reader")
+        quiet_since = time.monotonic()
         try:
             while True:
                 get = asyncio.ensure_future(self.queue.get())
-                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {get, reader}, timeout=_QUIET, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    get.cancel()
+                    await asyncio.gather(get, return_exceptions=True)
+                    quiet_since = await self._quiet(quiet_since)
+                    continue
                 if get not in done:
                     get.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await get
+                    await asyncio.gather(get, return_exceptions=True)
                     reader.result()  # re-raise the reader's error
                     return
+                quiet_since = time.monotonic()
                 batches = [get.result()]
                 while not self.queue.empty():
                     batches.append(self.queue.get_nowait())
@@ -69,13 +81,24 @@ class Follower:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
+    async def _quiet(self, since: float) -> float:
+        """No watch response for a while: ask for a progress notification; give up when silent."""
+        silent = time.monotonic() - since
+        if silent > _SILENT_LIMIT:
+            raise EtcdUnavailable(f"watch stream silent for {silent:.0f}s, even to progress requests")
+        if silent > _QUIET * 3:
+            log.warning(
+                "no watch response for %.0fs (%.0fs since the checkpoint moved)",
+                silent,
+                self.ctx.metrics.seconds_since_progress(),
+                extra={"epoch": self.epoch_id},
+            )
+        await self.ctx.source.request_progress()
+        await self.flush(force=False)
+        return since
+
     async def _read(self) -> None:
-        prefix = self.ctx.prefix
-        async for batch in self.ctx.source.watch(
-            prefix, prefix=True, start_revision=self.start_revision, prev_kv=True, progress_notify=True
-        ):
-            if batch.compact_revision:
-                raise EtcdCompacted(batch.compact_revision)
+        async for batch in self.stream.batches():
             await self.queue.put(batch)
 
     async def step(self, batches: list[WatchBatch]) -> None:
@@ -136,8 +159,8 @@ class Follower:
             if not rt.namespaced:
                 continue
             prefix = ev.catalog.key_prefix(rt, namespace).encode()
-            async for page in self.ctx.source.range_pages(
-                prefix, revision=revision, page_size=self.ctx.settings.page_size
+            async for page in scan(
+                self.ctx.source, prefix, revision=revision, page_size=self.ctx.settings.page_size
             ):
                 await self.applier.apply_kvs(page.kvs, revision=revision)
                 count += len(page.kvs)

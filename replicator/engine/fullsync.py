@@ -13,12 +13,10 @@ revision in a fenced transaction. Everything after that revision comes from the 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 from replicator.errors import BadValue
-from replicator.etcd import RangePage
 from replicator.journal import ManagedKey
 from replicator.kube.encryption import is_encrypted
 from replicator.kube.resources import KeyInfo, ResourceType, crd_resource_type
@@ -27,34 +25,17 @@ from replicator.observability import get_logger
 from .apply import Applier
 from .context import Context
 from .evaluate import is_namespace
+from .streams import scan
 
 log = get_logger("fullsync")
 
 _PRUNE_CHUNK = 1000
 
 
-async def prefetched(pages: AsyncIterator[RangePage]) -> AsyncIterator[RangePage]:
-    """Yield pages while the next one is already being fetched."""
-    nxt: asyncio.Task[RangePage] | None = asyncio.ensure_future(anext(pages))
-    try:
-        while nxt is not None:
-            try:
-                page = await nxt
-            except StopAsyncIteration:
-                return
-            nxt = asyncio.ensure_future(anext(pages)) if page.more else None
-            yield page
-    finally:
-        if nxt is not None and not nxt.done():
-            nxt.cancel()
-            await asyncio.gather(nxt, return_exceptions=True)
-        await pages.aclose()  # type: ignore[attr-defined]
-
-
 async def load_namespaces(ctx: Context, *, revision: int) -> None:
     ev = ctx.evaluator
     prefix = ev.catalog.key_prefix(ev.catalog.by_kind("", "Namespace") or _missing("Namespace")).encode()
-    async for page in ctx.source.range_pages(prefix, revision=revision, page_size=ctx.settings.page_size):
+    async for page in scan(ctx.source, prefix, revision=revision, page_size=ctx.settings.page_size):
         for kv in page.kvs:
             info = ev.parse(kv.key)
             if info is not None and is_namespace(info):
@@ -64,9 +45,8 @@ async def load_namespaces(ctx: Context, *, revision: int) -> None:
 async def load_crds(ctx: Context, *, revision: int) -> None:
     ev = ctx.evaluator
     rt = ev.catalog.by_kind("apiextensions.k8s.io", "CustomResourceDefinition") or _missing("CRD")
-    async for page in ctx.source.range_pages(
-        ev.catalog.key_prefix(rt).encode(), revision=revision, page_size=ctx.settings.page_size
-    ):
+    prefix = ev.catalog.key_prefix(rt).encode()
+    async for page in scan(ctx.source, prefix, revision=revision, page_size=ctx.settings.page_size):
         for kv in page.kvs:
             add_crd(ctx, kv.key, kv.value)
 
@@ -98,10 +78,11 @@ def _missing(kind: str) -> ResourceType:
     raise RuntimeError(f"built-in resource table has no {kind}")
 
 
-async def full_sync(ctx: Context, *, epoch_id: int) -> int:
-    """Copy the in-scope state at the current source revision; returns that revision."""
-    status = await ctx.source.status()
-    revision = status.header.revision
+async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
+    """Copy the in-scope state as of ``revision`` (see ``streams.scan``); returns ``revision``.
+
+    The caller has opened the watch at ``revision + 1`` already.
+    """
     log.info("full sync starting", extra={"epoch": epoch_id, "revision": revision})
     await load_namespaces(ctx, revision=revision)
     await load_crds(ctx, revision=revision)
@@ -120,8 +101,9 @@ async def full_sync(ctx: Context, *, epoch_id: int) -> int:
             )
             for rt in types:
                 prefix = ctx.evaluator.catalog.key_prefix(rt).encode()
-                pages = ctx.source.range_pages(prefix, revision=revision, page_size=ctx.settings.page_size)
-                async for page in prefetched(pages):
+                async for page in scan(
+                    ctx.source, prefix, revision=revision, page_size=ctx.settings.page_size
+                ):
                     await applier.apply_kvs(page.kvs)
             await writer.submit()
             await writer.drain()

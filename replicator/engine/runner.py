@@ -19,14 +19,7 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-from tenacity import (
-    AsyncRetrying,
-    before_sleep_log,
-    retry_if_exception_type,
-    stop_never,
-    wait_random_exponential,
-)
+from typing import TypeVar
 
 from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, describe
 from replicator.errors import ConfigError, MirrorStopped
@@ -41,10 +34,15 @@ from .context import Context
 from .evaluate import Evaluator, NamespaceIndex
 from .follow import Follower
 from .fullsync import full_sync
+from .retry import etcd_policy, retrying
 from .sink import JournalSink
+from .streams import WatchBuffer
 from .writer import Fence
 
 log = get_logger("runner")
+
+T = TypeVar("T")
+_FINAL_FLUSH = 10.0  # seconds: how long a stop waits to commit the last complete revisions
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,15 +210,21 @@ async def _supervise(
     epoch, start, need_sync = await _start(ctx)
     revision = start - 1
     while True:
+        buffer: WatchBuffer | None = None
         if need_sync:
-            revision = await _retrying(functools.partial(full_sync, ctx, epoch_id=epoch))
+            synced = await _unless_stopped(
+                retrying(etcd_policy(), functools.partial(_sync, ctx, epoch)), stop
+            )
+            if synced is None:
+                return RunResult(epoch, revision, ctx.metrics.snapshot())
+            revision, buffer = synced
             if on_synced is not None:
                 on_synced(revision)
-            if ctx.settings.once:
+            if buffer is None:  # --once
                 return RunResult(epoch, revision, ctx.metrics.snapshot())
             start = revision + 1
         try:
-            revision = await _follow_until_stopped(ctx, epoch=epoch, start=start, stop=stop)
+            revision = await _follow_until_stopped(ctx, epoch=epoch, start=start, buffer=buffer, stop=stop)
             return RunResult(epoch, revision, ctx.metrics.snapshot())
         except EtcdCompacted as exc:
             log.warning(
@@ -234,39 +238,56 @@ async def _supervise(
             need_sync = True
 
 
-async def _follow_until_stopped(ctx: Context, *, epoch: int, start: int, stop: asyncio.Event) -> int:
+async def _sync(ctx: Context, epoch: int) -> tuple[int, WatchBuffer | None]:
+    """A full sync at the current revision, with the watch after it already buffering."""
+    revision = (await ctx.source.status()).header.revision
+    buffer = None
+    if not ctx.settings.once:
+        buffer = WatchBuffer(ctx.source, ctx.prefix, start_revision=revision + 1, spill_dir=None)
+    try:
+        await full_sync(ctx, epoch_id=epoch, revision=revision)
+    except BaseException:
+        if buffer is not None:
+            await buffer.close()
+        raise
+    return revision, buffer
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``await work``, unless ``stop`` is set first (then the work is cancelled: None)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
+
+
+async def _follow_until_stopped(
+    ctx: Context, *, epoch: int, start: int, buffer: WatchBuffer | None, stop: asyncio.Event
+) -> int:
     """Follow from ``start``; reconnect after outages; returns the last committed revision on stop."""
     while True:
-        follower = Follower(ctx, epoch_id=epoch, start_revision=start)
-        task = asyncio.create_task(follower.run(), name="follow")
-        stopper = asyncio.create_task(stop.wait(), name="stop")
+        if buffer is None:
+            buffer = WatchBuffer(ctx.source, ctx.prefix, start_revision=start, spill_dir=None)
+        follower = Follower(ctx, epoch_id=epoch, stream=buffer)
         try:
-            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if task not in done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await follower.writer.submit(checkpoint=follower.committed)
-            return follower.committed
-        try:
-            task.result()
-            return follower.committed
+            await _unless_stopped(follower.run(), stop)
         except EtcdUnavailable as exc:
             log.warning("source unavailable (%s); resuming the watch after %d", exc, follower.committed)
             await follower.writer.submit(checkpoint=follower.committed)
             start = follower.committed + 1
             await asyncio.sleep(1.0)
-
-
-async def _retrying(fn: Callable[[], Awaitable[int]]) -> int:
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(EtcdUnavailable),
-        wait=wait_random_exponential(multiplier=0.5, max=30),
-        stop=stop_never,
-        before_sleep=before_sleep_log(log, 30),
-        reraise=True,
-    ):
-        with attempt:
-            return await fn()
-    raise AssertionError("unreachable")
+            continue
+        finally:
+            await buffer.close()
+            buffer = None
+        # Stopped (or the stream ended): commit what is complete, but never hang on a dead destination.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(follower.writer.submit(checkpoint=follower.committed), _FINAL_FLUSH)
+        return follower.committed

@@ -14,6 +14,8 @@ from typing import TypeVar
 
 from replicator.journal import Journal, JournalBatch, ManagedKey
 
+from .retry import journal_policy, retrying
+
 T = TypeVar("T")
 
 
@@ -26,12 +28,16 @@ class JournalSink:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
     async def record(self, batch: JournalBatch) -> None:
-        await self.call(lambda: self.journal.record(batch))
+        """Record after the destination committed: an unreachable database is waited for, not fatal."""
+        await retrying(journal_policy(), lambda: self.call(lambda: self.journal.record(batch)))
 
     async def managed(self, keys: Sequence[str]) -> dict[str, ManagedKey]:
         if not keys:
             return {}
-        return await self.call(lambda: self.journal.managed(keys))
+        found: dict[str, ManagedKey] = await retrying(
+            journal_policy(), lambda: self.call(lambda: self.journal.managed(keys))
+        )
+        return found
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

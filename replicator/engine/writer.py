@@ -18,14 +18,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 
-from tenacity import (
-    AsyncRetrying,
-    before_sleep_log,
-    retry_if_exception_type,
-    stop_never,
-    wait_random_exponential,
-)
-
 from replicator.errors import MirrorStopped
 from replicator.etcd import (
     Compare,
@@ -33,13 +25,13 @@ from replicator.etcd import (
     EtcdClient,
     EtcdRequestTooLarge,
     EtcdTooManyOps,
-    EtcdUnavailable,
     Get,
     Put,
 )
 from replicator.journal import DecisionRecord, JournalBatch, ManagedKey
 from replicator.observability import Metrics, get_logger
 
+from .retry import etcd_policy
 from .sink import JournalSink
 
 log = get_logger("writer")
@@ -305,13 +297,7 @@ class DestWriter:
         success: list[Put | Delete] = list(ops)
         if ckpt_put is not None:
             success.append(ckpt_put)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(EtcdUnavailable),
-            wait=wait_random_exponential(multiplier=0.2, max=10),
-            stop=stop_never,
-            before_sleep=before_sleep_log(log, 30),  # WARNING
-            reraise=True,
-        ):
+        async for attempt in etcd_policy():
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.metrics.txn_retries += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -32,10 +33,12 @@ def validate(batch: JournalBatch) -> None:
     """The caller's side of invariants 4 and 5, checked before anything is written."""
     copied: set[str] = set()
     deleted: set[str] = set()
+    copy_digests: dict[tuple[str, int], str | None] = {}
     for d in batch.decisions:
         _check_digest(d.value_digest, d.key)
         if d.action == "copy":
             copied.add(d.key)
+            copy_digests[(d.key, d.revision)] = d.value_digest
         elif d.action == "delete":
             deleted.add(d.key)
     for m in batch.managed_upserts:
@@ -47,6 +50,11 @@ def validate(batch: JournalBatch) -> None:
     for key in batch.managed_deletes:
         if key not in deleted:
             raise ValueError(f"{key}: managed delete without a delete decision in the same batch")
+    for key, revision, value in batch.values:
+        if (key, revision) not in copy_digests:
+            raise ValueError(f"{key}: kept value without a copy decision at revision {revision} in the batch")
+        if copy_digests[(key, revision)] != hashlib.sha256(value).hexdigest():
+            raise ValueError(f"{key}: kept value does not match its copy decision's digest")
     both = {m.key for m in batch.managed_upserts} & set(batch.managed_deletes)
     if both:
         raise ValueError(f"{sorted(both)[0]}: both upserted and deleted in one batch")

@@ -23,9 +23,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
-from replicator.errors import JournalError
+from replicator.errors import JournalError, JournalUnavailable
 from replicator.journal.schema import metadata
 
 # New revision files are named like versions/2026_12_03_0001_initial.py.
@@ -98,7 +104,18 @@ def translate_errors(url: URL, doing: str) -> Iterator[None]:
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         first_line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        raise JournalError(f"journal {masked(url)}: {doing} failed: {first_line}") from exc
+        kind = JournalUnavailable if _is_outage(exc) else JournalError
+        raise kind(f"journal {masked(url)}: {doing} failed: {first_line}") from exc
+
+
+def _is_outage(exc: SQLAlchemyError) -> bool:
+    """Connection refused or lost (retryable), as opposed to a constraint or a schema problem."""
+    if isinstance(exc, DisconnectionError) or getattr(exc, "connection_invalidated", False):
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc).lower()
+        return not any(w in text for w in ("no such table", "no such column", "syntax error", "readonly"))
+    return isinstance(exc, InterfaceError)
 
 
 def migrations_dir() -> Path:

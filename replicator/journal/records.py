@@ -1,8 +1,9 @@
 """The journal's vocabulary: what the engine hands in and what audit queries hand back.
 
-Plain frozen dataclasses, so nothing above the journal sees a SQLAlchemy row. Values never
-appear here, only their sha256 digest (hex) and size: the journal must be safe to show to an
-operator who may not read Secrets.
+Plain frozen dataclasses, so nothing above the journal sees a SQLAlchemy row. Decisions and
+managed keys carry only a value's sha256 digest (hex) and size: the audit tables must be safe to
+show to an operator who may not read Secrets. The one exception is opt-in (``--journal-values``):
+``JournalBatch.values`` keeps copied values exactly as stored in etcd, for `replicator replay`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class JournalBatch:
     batch usually has none until its last). Each one's event count is the number of decisions in
     this batch at that revision. ``checkpoint`` is the revision the destination has reached;
     ``source_cluster_id`` None means the epoch's run's source cluster.
+
+    ``values`` (only with ``--journal-values``) are ``(key, revision, value)`` triples, the value
+    exactly as stored in etcd (encrypted values stay encrypted); each must belong to a ``copy``
+    decision of this batch at that key and revision whose digest it matches.
     """
 
     epoch_id: int
@@ -63,6 +68,7 @@ class JournalBatch:
     managed_deletes: Sequence[str] = ()
     checkpoint: int | None = None
     source_cluster_id: int | None = None
+    values: Sequence[tuple[str, int, bytes]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +128,5 @@ class JournalStatus:
     decisions: int
     revisions: int
     managed_keys: int
+    values: int = 0  # values kept with --journal-values
+    last_recorded_at: datetime | None = None  # newest decision or checkpoint move

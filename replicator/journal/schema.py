@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -172,4 +173,17 @@ checkpoint = Table(
     Column("source_cluster_id", ClusterId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     CheckConstraint("id = 1", name="single_row"),
+)
+
+# Values as stored in etcd (ciphertext stays ciphertext), kept only with ``--journal-values`` so
+# that `replicator replay` can rebuild a standby after the source compacted them away. The table
+# name is an SQL keyword; SQLAlchemy and alembic quote it.
+values = Table(
+    "values",
+    metadata,
+    Column("key", KeyText, primary_key=True),
+    Column("revision", BigInteger, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index(None, "revision"),
 )

@@ -20,9 +20,12 @@ Invariants (each has a test in tests/journal/test_invariants.py):
 4. ``managed_keys`` changes only together with the decision that explains it: every upsert has a
    ``copy`` decision for that key in the same batch, every delete a ``delete`` decision. So
    ``managed_keys`` holds exactly the keys whose last copy-or-delete decision was a copy.
-5. No values are stored: only sha256 hex digests (checked, 64 lowercase hex digits) and sizes.
-6. Retention (``prune``) removes old decision and revision rows only; never the checkpoint,
-   managed keys, epochs or runs.
+5. Decisions and managed keys hold no values: only sha256 hex digests (checked, 64 lowercase
+   hex digits) and sizes. Values are kept only when the operator asks (``--journal-values``), in
+   the ``values`` table alone, byte for byte as stored in etcd (never decrypted), and only with a
+   ``copy`` decision for the same key and revision in the same batch whose digest they match.
+6. Retention (``prune``) removes old decision, revision and kept-value rows only; never the
+   checkpoint, managed keys, epochs or runs.
 7. Epochs only move forward: the current epoch is the most recently opened one, and a batch for
    an epoch that does not exist is refused.
 8. The journal is only used at the schema version this code needs; anything else is refused with
@@ -70,6 +73,7 @@ from replicator.journal.records import (
 )
 from replicator.journal.schema import checkpoint as checkpoint_t
 from replicator.journal.schema import decisions, epochs, managed_keys, revisions, runs
+from replicator.journal.schema import values as values_t
 
 _IN_CHUNK = 500  # keys per IN (...) query: well under SQLite's bound-parameter limit
 _STREAM_CHUNK = 1000
@@ -94,6 +98,7 @@ class Journal:
         self._parsed = url
         self._url = migrate.masked(url)
         self._upsert = self._managed_upsert_statement()
+        self._values_upsert = self._values_upsert_statement()
         self._epoch_source: dict[int, int] = {}
 
     @classmethod
@@ -217,6 +222,9 @@ class Journal:
                         for m in batch.managed_upserts
                     ],
                 )
+            if batch.values:
+                rows = [{"key": k, "revision": r, "value": v, "recorded_at": now} for k, r, v in batch.values]
+                conn.execute(self._values_upsert, rows)
             if batch.checkpoint is not None:
                 self._move_checkpoint(
                     conn, batch.checkpoint, epoch_id=batch.epoch_id, source=batch.source_cluster_id, now=now
@@ -293,27 +301,86 @@ class Journal:
             query.order_by(decisions.c.revision, decisions.c.id).limit(limit), "read changes"
         )
 
+    def iter_changes(
+        self,
+        *,
+        from_revision: int = 0,
+        to_revision: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[DecisionRow]:
+        """Stream copies and deletes with ``from_revision <= revision <= to_revision`` (and
+        ``since <= recorded_at < until``), at flat memory.
+
+        Order: epoch, then revision, then recording order. Within an epoch that is source order
+        (a full sync decides each key once, at its value's revision, before the watch goes on);
+        a later epoch's full sync re-establishes the whole scope, so it must come after the
+        epoch before it even where its copies carry older revisions.
+        """
+        query = select(decisions).where(
+            decisions.c.action.in_(("copy", "delete")), decisions.c.revision >= from_revision
+        )
+        if to_revision is not None:
+            query = query.where(decisions.c.revision <= to_revision)
+        if since is not None:
+            query = query.where(decisions.c.recorded_at >= since)
+        if until is not None:
+            query = query.where(decisions.c.recorded_at < until)
+        query = query.order_by(decisions.c.epoch_id, decisions.c.revision, decisions.c.id)
+        with (
+            migrate.translate_errors(self._parsed, "stream changes"),
+            self._engine.connect() as conn,
+            conn.execution_options(yield_per=_STREAM_CHUNK).execute(query) as result,
+        ):
+            for row in result:
+                yield decision_row(row)
+
+    def kept_values(self, wanted: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        """The values kept with ``--journal-values`` for these (key, revision) pairs, where kept."""
+        found: dict[tuple[str, int], bytes] = {}
+        keys = sorted({k for k, _ in wanted})
+        pairs = set(wanted)
+        with self._tx("read kept values") as conn:
+            for start in range(0, len(keys), _IN_CHUNK):
+                chunk = keys[start : start + _IN_CHUNK]
+                query = select(values_t.c.key, values_t.c.revision, values_t.c.value).where(
+                    values_t.c.key.in_(chunk)
+                )
+                for row in conn.execute(query):
+                    if (row.key, row.revision) in pairs:
+                        found[(row.key, row.revision)] = bytes(row.value)
+        return found
+
     def status(self) -> JournalStatus:
         with self._tx("read status") as conn:
             schema = migrate.connection_revision(conn)
             run = conn.execute(select(runs).order_by(runs.c.id.desc()).limit(1)).first()
             counts = [
                 int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in (decisions, revisions, managed_keys)
+                for t in (decisions, revisions, managed_keys, values_t)
             ]
+            # By primary key, not max(recorded_at): no index needed on a table of millions.
+            last = conn.execute(
+                select(decisions.c.recorded_at).order_by(decisions.c.id.desc()).limit(1)
+            ).scalar()
+        checkpoint = self.checkpoint()
+        moments = [t for t in (last, checkpoint.updated_at if checkpoint else None) if t is not None]
         return JournalStatus(
             url=self._url,
             schema_revision=schema,
-            checkpoint=self.checkpoint(),
+            checkpoint=checkpoint,
             epoch=self.current_epoch(),
             run=None if run is None else RunRow(**run._asdict()),
             decisions=counts[0],
             revisions=counts[1],
             managed_keys=counts[2],
+            values=counts[3],
+            last_recorded_at=max(moments) if moments else None,
         )
 
     def prune(self, *, keep_revisions: int) -> int:
-        """Delete decision and revision rows more than ``keep_revisions`` behind the checkpoint.
+        """Delete decision, revision and kept-value rows more than ``keep_revisions`` behind the
+        checkpoint (a kept value without its decision could never be replayed).
 
         Returns the number of rows deleted. Never touches the checkpoint, managed keys, epochs or
         runs; does nothing before the first checkpoint.
@@ -327,6 +394,7 @@ class Journal:
             cutoff = int(current) - keep_revisions
             gone = conn.execute(delete(decisions).where(decisions.c.revision <= cutoff)).rowcount
             gone += conn.execute(delete(revisions).where(revisions.c.revision <= cutoff)).rowcount
+            gone += conn.execute(delete(values_t).where(values_t.c.revision <= cutoff)).rowcount
         return int(gone)
 
     # -- internals ------------------------------------------------------------------------------
@@ -355,6 +423,17 @@ class Journal:
         changing = ("mod_revision", "value_digest", "epoch_id", "rule", "updated_at")
         upsert: Insert = stmt.on_conflict_do_update(
             index_elements=[managed_keys.c.key], set_={c: stmt.excluded[c] for c in changing}
+        )
+        return upsert
+
+    def _values_upsert_statement(self) -> Insert:
+        # A value at (key, revision) is immutable in one source; a resync re-copying the same
+        # revision keeps one row. The newest wins should the source cluster have been replaced.
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(values_t)
+        upsert: Insert = stmt.on_conflict_do_update(
+            index_elements=[values_t.c.key, values_t.c.revision],
+            set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
         )
         return upsert
 

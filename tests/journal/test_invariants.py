@@ -115,11 +115,13 @@ def test_5_no_values_only_digests(journal: Journal, epoch_id: int, journal_url: 
     leak_upsert = ManagedKey("/registry/secrets/a/b", 101, secret.ljust(64, "="))
     with pytest.raises(ValueError, match="sha256 hex digest"):
         journal.record(JournalBatch(epoch_id, decisions=[d], managed_upserts=[leak_upsert]))
-    # The schema has nowhere to put a value: only digests and sizes.
+    # The audit tables have nowhere to put a value: only digests and sizes.
     engine = create_engine(parse_url(journal_url))
     try:
         schema = inspect(engine)
-        columns = {c["name"] for t in schema.get_table_names() for c in schema.get_columns(t)}
+        # Audit tables only: the opt-in ``values`` table is the one place a value may live.
+        audit = set(schema.get_table_names()) - {"values"}
+        columns = {c["name"] for t in audit for c in schema.get_columns(t)}
         with engine.begin() as conn, pytest.raises(Exception, match=r"(?i)check"):
             conn.execute(  # the database refuses a non-digest too, whoever writes
                 text(
@@ -132,6 +134,32 @@ def test_5_no_values_only_digests(journal: Journal, epoch_id: int, journal_url: 
         engine.dispose()
     assert not columns & {"value", "data", "content", "plaintext"}
     assert {"value_digest", "value_size"} <= columns
+
+
+def test_5_values_are_kept_only_with_their_copy_decision_and_digest(journal: Journal, epoch_id: int) -> None:
+    ciphertext = b"k8s:enc:aescbc:v1:key1:" + bytes(range(32))  # kept as stored, never decrypted
+    d, m = copy("/registry/secrets/a/b", 101)
+    d = DecisionRecord(101, d.key, "copy", "ok", value_digest=digest(ciphertext), value_size=len(ciphertext))
+    m = ManagedKey(d.key, 101, digest(ciphertext))
+    orphan = JournalBatch(epoch_id, values=[(d.key, 101, ciphertext)])
+    with pytest.raises(ValueError, match="without a copy decision"):
+        journal.record(orphan)
+    other = JournalBatch(epoch_id, decisions=[d], managed_upserts=[m], values=[(d.key, 101, b"plaintext")])
+    with pytest.raises(ValueError, match="digest"):
+        journal.record(other)
+    wrong_rev = JournalBatch(epoch_id, decisions=[d], managed_upserts=[m], values=[(d.key, 102, ciphertext)])
+    with pytest.raises(ValueError, match="without a copy decision"):
+        journal.record(wrong_rev)
+    assert journal.status().values == 0
+    journal.record(
+        JournalBatch(epoch_id, decisions=[d], managed_upserts=[m], values=[(d.key, 101, ciphertext)])
+    )
+    assert journal.kept_values([(d.key, 101), (d.key, 100)]) == {(d.key, 101): ciphertext}
+    # A resync re-copying the same revision keeps one row.
+    journal.record(
+        JournalBatch(epoch_id, decisions=[d], managed_upserts=[m], values=[(d.key, 101, ciphertext)])
+    )
+    assert journal.status().values == 1
 
 
 def test_6_retention_keeps_checkpoint_and_managed_keys(journal: Journal, epoch_id: int) -> None:
@@ -147,6 +175,25 @@ def test_6_retention_keeps_checkpoint_and_managed_keys(journal: Journal, epoch_i
     assert journal.current_epoch() is not None and status.run is not None
     assert journal.prune(keep_revisions=0) == 6
     assert journal.managed_count() == 10 and journal.checkpoint() == before
+
+
+def test_6_retention_removes_kept_values_with_their_decisions(journal: Journal, epoch_id: int) -> None:
+    for rev in range(101, 106):
+        value = f"v{rev}".encode()
+        d = DecisionRecord(rev, "/k", "copy", "ok", value_digest=digest(value), value_size=len(value))
+        journal.record(
+            JournalBatch(
+                epoch_id,
+                decisions=[d],
+                revisions=[rev],
+                managed_upserts=[ManagedKey("/k", rev, digest(value))],
+                values=[("/k", rev, value)],
+                checkpoint=rev,
+            )
+        )
+    journal.prune(keep_revisions=2)  # keeps 104, 105
+    assert set(journal.kept_values([("/k", r) for r in range(101, 106)])) == {("/k", 104), ("/k", 105)}
+    assert journal.managed_count() == 1
 
 
 def test_6_retention_before_any_checkpoint_does_nothing(journal: Journal, epoch_id: int) -> None:

@@ -11,7 +11,7 @@ from replicator.errors import JournalError, JournalSchemaError
 from replicator.journal import Journal, current_revision, downgrade, head_revision, schema_diff, upgrade
 from replicator.journal.migrate import migrations_dir, parse_url
 
-TABLES = {"runs", "epochs", "revisions", "decisions", "managed_keys", "checkpoint"}
+TABLES = {"runs", "epochs", "revisions", "decisions", "managed_keys", "checkpoint", "values"}
 
 
 def _tables(url: str) -> set[str]:
@@ -22,10 +22,19 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_revision_files_are_dated_and_head_is_initial() -> None:
+def test_revision_files_are_dated_and_head_is_the_last() -> None:
     names = sorted(p.name for p in (migrations_dir() / "versions").glob("*.py"))
     assert names and all(re.fullmatch(r"\d{4}_\d{2}_\d{2}_\d{4}_\w+\.py", n) for n in names)
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
+
+
+def test_0002_adds_only_the_values_table_and_goes_back_cleanly(journal_url: str) -> None:
+    upgrade(journal_url, "0001")
+    assert _tables(journal_url) == TABLES - {"values"}
+    upgrade(journal_url)
+    assert _tables(journal_url) == TABLES
+    downgrade(journal_url, "0001")
+    assert current_revision(journal_url) == "0001" and _tables(journal_url) == TABLES - {"values"}
 
 
 def test_upgrade_downgrade_upgrade_round_trip(journal_url: str) -> None:

@@ -137,7 +137,7 @@ def test_audit_queries(journal: Journal, epoch_id: int) -> None:
 def test_status(journal: Journal, epoch_id: int) -> None:
     journal.record(copies(epoch_id, ["/a", "/b"], 101, checkpoint=101))
     status = journal.status()
-    assert status.schema_revision == "0001"
+    assert status.schema_revision == "0002"
     assert status.checkpoint is not None and status.checkpoint.revision == 101
     assert status.epoch is not None and status.epoch.id == epoch_id
     assert status.run is not None and status.run.status == "running"
@@ -160,3 +160,35 @@ def test_full_sync_batches_may_carry_no_revision(journal: Journal, epoch_id: int
     journal.record(JournalBatch(epoch_id, revisions=[100], checkpoint=100))
     assert journal.managed_count() == 3
     assert journal.status().revisions == 1
+
+
+def test_iter_changes_streams_copies_and_deletes_by_epoch_then_revision(
+    journal: Journal, run_id: int
+) -> None:
+    first = journal.open_epoch(run_id=run_id, reason="first-start", start_revision=0)
+    journal.record(copies(first, ["/k"], 105))
+    journal.record(JournalBatch(first, decisions=[DecisionRecord(107, "/x", "skip", "no rule")]))
+    gone = DecisionRecord(108, "/k", "delete", "left scope")
+    journal.record(JournalBatch(first, decisions=[gone], revisions=[108], managed_deletes=["/k"]))
+    # A resync re-copies /k at its value's own (older) revision: it must still come last.
+    second = journal.open_epoch(run_id=run_id, reason="resync", start_revision=0)
+    journal.record(copies(second, ["/k"], 105))
+
+    rows = list(journal.iter_changes())
+    assert [(r.epoch_id, r.revision, r.action) for r in rows] == [
+        (first, 105, "copy"),
+        (first, 108, "delete"),
+        (second, 105, "copy"),
+    ]
+    assert [r.revision for r in journal.iter_changes(from_revision=106, to_revision=108)] == [108]
+    newest = rows[-1].recorded_at
+    assert [r.epoch_id for r in journal.iter_changes(since=newest)] == [second]
+    assert list(journal.iter_changes(until=rows[0].recorded_at)) == []
+
+
+def test_status_tells_when_the_journal_last_moved(journal: Journal, epoch_id: int) -> None:
+    assert journal.status().last_recorded_at is None
+    journal.record(copies(epoch_id, ["/a"], 101, checkpoint=101))
+    status = journal.status()
+    assert status.last_recorded_at is not None and status.checkpoint is not None
+    assert status.last_recorded_at >= status.checkpoint.updated_at

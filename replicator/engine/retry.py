@@ -1,0 +1,61 @@
+"""One retry policy per boundary, declared once (tenacity).
+
+Only our own retryable error types are retried: ``EtcdUnavailable`` (connection refused or lost,
+no leader, deadline exceeded) at the etcd boundary, ``JournalUnavailable`` at the journal's. Waits
+are exponential with full jitter and a ceiling; attempts never stop (a replicator that gives up
+during an outage is worse than one that waits), each retry logs one warning and counts.
+``sleep`` is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_never,
+    wait_random_exponential,
+)
+
+from replicator.errors import JournalUnavailable
+from replicator.etcd import EtcdUnavailable
+from replicator.observability import get_logger
+
+log = get_logger("retry")
+
+
+def etcd_policy(
+    *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, ceiling: float = 15.0
+) -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type(EtcdUnavailable),
+        wait=wait_random_exponential(multiplier=0.2, max=ceiling),
+        stop=stop_never,
+        sleep=sleep,
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+
+
+def journal_policy(*, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
+    return AsyncRetrying(
+        retry=retry_if_exception_type(JournalUnavailable),
+        wait=wait_random_exponential(multiplier=0.5, max=15.0),
+        stop=stop_never,
+        sleep=sleep,
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+
+
+async def retrying(policy: AsyncRetrying, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Await ``fn()`` under ``policy``."""
+    async for attempt in policy:
+        with attempt:
+            return await fn()
+    raise AssertionError("unreachable: the policies never stop")
