@@ -51,6 +51,8 @@ class Settings:
     rules_file: Path
     encryption_provider_config: Path | None = None
     """Source kube-apiserver's ``--encryption-provider-config``; needed to read encrypted objects."""
+    dest_encryption_provider_config: Path | None = None
+    """The standby's EncryptionConfiguration: values it cannot read are re-encrypted with it."""
     kube_prefix: str = DEFAULT_PREFIX
     max_txn_ops: int = 128
     """etcd's default ``--max-txn-ops``; one destination transaction never holds more operations."""
@@ -98,9 +100,12 @@ class Settings:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be > 0 seconds")
         if self.rules_file and not self.rules_file.is_file():
             raise ConfigError(f"--mirror-rule: {self.rules_file} does not exist or is not a file")
-        cfg = self.encryption_provider_config
-        if cfg is not None and not cfg.is_file():
-            raise ConfigError(f"--encryption-provider-config: {cfg} does not exist or is not a file")
+        for flag, cfg in (
+            ("--encryption-provider-config", self.encryption_provider_config),
+            ("--dest-encryption-provider-config", self.dest_encryption_provider_config),
+        ):
+            if cfg is not None and not cfg.is_file():
+                raise ConfigError(f"{flag}: {cfg} does not exist or is not a file")
         for side, ep in (("source", self.source), ("dest", self.dest)):
             for attr in ("cacert", "cert", "key"):
                 path = getattr(ep, attr)

@@ -58,6 +58,11 @@ def boolean(text: str | bool) -> bool:
 _COMMON: dict[str, tuple[Any, Any, str]] = {
     "mirror-rule": (str, None, "rule file in the seed's (etcd-carry) YAML format"),
     "encryption-provider-config": (str, None, "the source kube-apiserver's EncryptionConfiguration"),
+    "dest-encryption-provider-config": (
+        str,
+        None,
+        "the standby's EncryptionConfiguration (re-encrypt for it)",
+    ),
     "kube-prefix": (str, DEFAULT_PREFIX, "kube-apiserver --etcd-prefix"),
     "max-txn-ops": (int, 128, "operations per destination transaction (etcd --max-txn-ops)"),
     "max-txn-bytes": (int, 1_000_000, "bytes per destination transaction (under etcd's 1.5 MiB limit)"),
@@ -211,6 +216,7 @@ def settings_from(ns: argparse.Namespace, env: Mapping[str, str] | None = None) 
         encryption_provider_config=Path(opt("encryption-provider-config"))
         if opt("encryption-provider-config")
         else None,
+        dest_encryption_provider_config=_path(opt("dest-encryption-provider-config")),
         kube_prefix=opt("kube-prefix"),
         max_txn_ops=opt("max-txn-ops"),
         max_txn_bytes=opt("max-txn-bytes"),
@@ -227,6 +233,10 @@ def settings_from(ns: argparse.Namespace, env: Mapping[str, str] | None = None) 
         debug=opt("debug"),
         log_format=opt("log-format"),
     )
+
+
+def _path(value: Any) -> Path | None:
+    return Path(value) if value else None
 
 
 def _endpoint(side: str, merged: Mapping[str, Any]) -> EndpointSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from replicator.errors import BadValue
 from replicator.etcd import KeyValue
 from replicator.journal import DecisionRecord
 from replicator.observability import get_logger
@@ -51,6 +52,11 @@ class Applier:
     async def apply_one(self, kv: KeyValue, ev: Evaluation, *, managed: bool, revision: int) -> None:
         key = kv.key.decode()
         w = self.writer
+        if ev.verdict is Verdict.COPY and ev.info is not None:
+            try:
+                out = self.evaluator.transcoder.output(ev.info, kv.value)
+            except BadValue as exc:
+                ev = Evaluation(Verdict.FAIL, exc.reason, info=ev.info)
         if ev.verdict is Verdict.COPY:
             d = digest(kv.value)
             rec = DecisionRecord(
@@ -62,7 +68,7 @@ class Applier:
                 value_digest=d,
                 value_size=len(kv.value),
             )
-            await w.put(kv.key, kv.value, record=rec, rule=ev.rule)
+            await w.put(kv.key, out, record=rec, rule=ev.rule)
             self.overlay[key] = True
         elif ev.verdict is Verdict.IGNORE:
             await w.note(DecisionRecord(revision=revision, key=key, action="ignore", reason=ev.reason))

@@ -19,6 +19,8 @@ from replicator.kube.values import DecodedObject, decode
 from replicator.rules.decide import Action, Subject, decide
 from replicator.rules.model import RuleSet
 
+from .transcode import Transcoder
+
 
 class Verdict(enum.Enum):
     COPY = "copy"
@@ -90,7 +92,9 @@ class Evaluator:
         rules: RuleSet,
         encryption: EncryptionConfig | None,
         namespaces: NamespaceIndex,
+        transcoder: Transcoder | None = None,
     ) -> None:
+        self.transcoder = transcoder or Transcoder(source=encryption, dest=None)
         self.catalog = catalog
         self.rules = rules
         self.encryption = encryption

@@ -37,6 +37,7 @@ from .fullsync import full_sync
 from .retry import etcd_policy, retrying
 from .sink import JournalSink
 from .streams import WatchBuffer
+from .transcode import Transcoder
 from .writer import Fence
 
 log = get_logger("runner")
@@ -88,8 +89,14 @@ def prepare(settings: Settings) -> tuple[Evaluator, Journal]:
         if settings.encryption_provider_config
         else None
     )
+    dest_cfg = settings.dest_encryption_provider_config
+    dest_enc = EncryptionConfig.load(dest_cfg) if dest_cfg else None
     catalog = ResourceCatalog(settings.kube_prefix)
-    evaluator = Evaluator(catalog=catalog, rules=rules, encryption=enc, namespaces=NamespaceIndex())
+    transcoder = Transcoder(source=enc, dest=dest_enc)
+    evaluator = Evaluator(
+        catalog=catalog, rules=rules, encryption=enc, namespaces=NamespaceIndex(), transcoder=transcoder
+    )
+    transcoder.check(evaluator.types_for(), prefix=settings.kube_prefix)
     if not settings.journal_url:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     journal = open_journal(journal_url(settings))

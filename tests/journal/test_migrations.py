@@ -71,7 +71,7 @@ def test_open_refuses_a_newer_schema(journal_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(JournalSchemaError, match="is at schema 9999, this version needs 0001"):
+    with pytest.raises(JournalSchemaError, match="is at schema 9999, this version needs 0002"):
         Journal.open(journal_url)
 
 

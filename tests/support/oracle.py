@@ -189,3 +189,13 @@ def compare(source: Mapping[str, bytes], dest: Mapping[str, bytes], *, own: Iter
 def checkpoint(dest: Mapping[str, bytes]) -> dict[str, object] | None:
     raw = dest.get(CHECKPOINT)
     return None if raw is None else dict(json.loads(raw))
+
+
+def etcdctl(endpoint: str, *args: str, timeout: float = 30.0) -> str:
+    """Run etcdctl (API v3) against ``endpoint``; fails the test on a non-zero exit."""
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    cmd = [str(etcdctl_path()), f"--endpoints={endpoint}", "--command-timeout=20s", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout

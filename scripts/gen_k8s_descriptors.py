@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Generate ``replicator/kube/_generated/k8s-descriptors.binpb`` (development time only).
+
+Fetches k8s.io/api, k8s.io/apimachinery, k8s.io/apiextensions-apiserver and k8s.io/kube-aggregator
+(APIService) at one pinned version with ``go mod download -json`` (the Go module proxy), collects
+every ``generated.proto`` (test-only groups such as apimachinery's ``testapigroup`` are skipped),
+and compiles them with ``grpc_tools.protoc --include_imports --descriptor_set_out`` into ONE
+FileDescriptorSet. The modules are linked under ``k8s.io/<module>`` in a scratch include root so
+that import paths resolve exactly as written in the protos
+(``k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto``).
+
+A sidecar ``k8s-descriptors.json`` records the version, the modules and the file list, so a
+reader can tell what the binary holds without parsing it.
+
+Usage: ``.venv/bin/python scripts/gen_k8s_descriptors.py [--version v0.37.2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PINNED_VERSION = "v0.37.2"
+MODULES = ("k8s.io/api", "k8s.io/apimachinery", "k8s.io/apiextensions-apiserver", "k8s.io/kube-aggregator")
+SKIP_PARTS = ("testapigroup",)  # apimachinery's test group: not a served API
+OUT_DIR = Path(__file__).resolve().parent.parent / "replicator" / "kube" / "_generated"
+OUT = OUT_DIR / "k8s-descriptors.binpb"
+SIDECAR = OUT_DIR / "k8s-descriptors.json"
+
+
+def download(module: str, version: str) -> Path:
+    """The unpacked module directory (from the local module cache or the proxy)."""
+    env = dict(os.environ, GOFLAGS="-modcacherw", GO111MODULE="on")
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    info = json.loads(out.stdout or "{}")
+    if out.returncode != 0 or "Error" in info or "Dir" not in info:
+        raise SystemExit(f"go mod download {module}@{version} failed: {info.get('Error') or out.stderr}")
+    return Path(info["Dir"])
+
+
+def collect(root: Path) -> list[str]:
+    """Every generated.proto under the include root, as an import path."""
+    found = []
+    for path in sorted(root.glob("k8s.io/*/**/generated.proto")):
+        rel = path.relative_to(root).as_posix()
+        if not any(part in SKIP_PARTS for part in rel.split("/")):
+            found.append(rel)
+    return found
+
+
+def generate(version: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="k8s-descriptors-") as tmp:
+        root = Path(tmp)
+        (root / "k8s.io").mkdir()
+        for module in MODULES:
+            (root / module).symlink_to(download(module, version), target_is_directory=True)
+        files = collect(root)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{root}",
+                "--include_imports",
+                f"--descriptor_set_out={OUT}",
+                *files,
+            ],
+            cwd=root,
+            check=True,
+        )
+    SIDECAR.write_text(
+        json.dumps(
+            {
+                "generated": "by scripts/gen_k8s_descriptors.py; do not edit",
+                "version": version,
+                "modules": [f"{m}@{version}" for m in MODULES],
+                "files": files,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(files)} files)", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", default=PINNED_VERSION, help=f"default {PINNED_VERSION}")
+    generate(parser.parse_args().version)
+
+
+if __name__ == "__main__":
+    main()
