@@ -73,7 +73,7 @@ class Transcoder:
             except ReplicatorError as exc:  # a bad key, or a KMS plugin that cannot be reached
                 raise ConfigError(
                     f"--dest-encryption-provider-config: cannot write {_name(rt)} readably for the "
-                    f"standby: {exc.reason}"
+                    f"standby: {getattr(exc, 'reason', exc)}"
                 ) from None
             if back != _PROBE:
                 raise ConfigError(

@@ -47,6 +47,8 @@ class Workload:
     """Seconds between writes (keeps CPU for the replicator on small CI machines)."""
     names: int = 12
     """Distinct ConfigMap / Secret names per namespace."""
+    mix: tuple[str, ...] = ("cm", "cm", "cm", "secret", "secret", "ns")
+    """What the background writer picks from: ConfigMap, Secret or Namespace changes."""
     writes: list[tuple[int, str]] = field(default_factory=list)
     failed: int = 0
     error: BaseException | None = None
@@ -137,7 +139,7 @@ class Workload:
                         self.failed += 1
                         await asyncio.sleep(0.2)
                         continue
-                await self._one(client, kinds=("cm", "cm", "cm", "secret", "secret", "ns"))
+                await self._one(client, kinds=self.mix)
                 await asyncio.sleep(self.pause)
         finally:
             if client is not None:
