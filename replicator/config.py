@@ -75,6 +75,8 @@ class Settings:
     keepalive_timeout: float = 6.0
     request_timeout: float = 10.0
     """Seconds for one unary etcd call; a stalled server surfaces as a retryable timeout."""
+    services: str = "auto"
+    """auto: copy Services only when both clusters' service CIDR and NodePort range match; copy; skip."""
     debug: bool = False
     log_format: str = "text"
 
@@ -93,6 +95,8 @@ class Settings:
             raise ConfigError(f"--page-size: {self.page_size} is outside 1..100000")
         if self.rev < 0:
             raise ConfigError(f"--rev: {self.rev} must be >= 0")
+        if self.services not in ("auto", "copy", "skip"):
+            raise ConfigError(f"--services: {self.services!r} is not auto, copy or skip")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"--log-format: {self.log_format!r} is not text or json")
         for name in ("dial_timeout", "keepalive_time", "keepalive_timeout", "request_timeout"):

@@ -76,6 +76,7 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
     "keepalive-timeout": (duration, 6.0, "keepalive ping timeout (e.g. 6s)"),
     "request-timeout": (duration, 10.0, "timeout of one etcd request (e.g. 10s)"),
     "log-format": (str, "text", "text or json"),
+    "services": (str, "auto", "auto (copy Services only when both clusters use the same ranges), copy, skip"),
 }
 _BOOLS: dict[str, tuple[bool, str]] = {
     "once": (False, "full sync, remove managed keys no longer in scope, exit"),
@@ -232,6 +233,7 @@ def settings_from(ns: argparse.Namespace, env: Mapping[str, str] | None = None) 
         request_timeout=opt("request-timeout"),
         debug=opt("debug"),
         log_format=opt("log-format"),
+        services=opt("services"),
     )
 
 

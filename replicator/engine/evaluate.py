@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from replicator.errors import BadValue
+from replicator.errors import BadValue, DecryptError
 from replicator.kube.encryption import EncryptionConfig, is_encrypted
 from replicator.kube.resources import KeyInfo, ResourceCatalog, ResourceType
 from replicator.kube.values import DecodedObject, decode
@@ -99,6 +99,8 @@ class Evaluator:
         self.rules = rules
         self.encryption = encryption
         self.namespaces = namespaces
+        self.blocked: dict[tuple[str, str], str] = {}
+        """(group, kind) -> why the whole kind is skipped this run (decided at start, e.g. Services)."""
 
     def parse(self, key: bytes) -> KeyInfo | None:
         return self.catalog.parse_key(key)
@@ -108,8 +110,6 @@ class Evaluator:
         plain = value
         if is_encrypted(value):
             if self.encryption is None:
-                from replicator.errors import DecryptError
-
                 raise DecryptError(
                     info.key, "value is encrypted and no --encryption-provider-config was given"
                 )
@@ -129,6 +129,9 @@ class Evaluator:
             return Evaluation(
                 Verdict.SKIP, "attached to an etcd lease (would live forever on the standby)", info=info
             )
+        blocked = self.blocked.get((info.resource.group, info.resource.kind))
+        if blocked is not None:
+            return Evaluation(Verdict.SKIP, blocked, info=info)
         cache: list[_Facts] = []
 
         def facts() -> _Facts:

@@ -35,6 +35,8 @@ from .evaluate import Evaluator, NamespaceIndex
 from .follow import Follower
 from .fullsync import full_sync
 from .retry import etcd_policy, retrying
+from .services import read_ranges
+from .services import verdict as services_verdict
 from .sink import JournalSink
 from .streams import WatchBuffer
 from .transcode import Transcoder
@@ -152,6 +154,7 @@ async def run(
             source_cluster_id=source_id,
             dest_cluster_id=dest_id,
         )
+        await _guard_services(ctx)
         result = await _supervise(ctx, stop=stop or asyncio.Event(), on_synced=on_synced)
         status = "completed" if settings.once else "stopped"
         return result
@@ -165,6 +168,25 @@ async def run(
         await source.close()
         await dest.close()
         sink.close()
+
+
+async def _guard_services(ctx: Context) -> None:
+    ev = ctx.evaluator
+    if not any(rt.group == "" and rt.kind == "Service" for rt in ev.types_for()):
+        return
+    mode = ctx.settings.services
+    reason: str | None
+    if mode == "skip":
+        reason = "Services skipped: --services skip"
+    elif mode == "copy":
+        reason = None
+    else:
+        prefix = ctx.settings.kube_prefix
+        source, dest = await read_ranges(ctx.source, prefix), await read_ranges(ctx.dest, prefix)
+        reason = services_verdict(source, dest)
+    if reason is not None:
+        log.warning(reason)
+        ev.blocked[("", "Service")] = reason
 
 
 async def _start(ctx: Context) -> tuple[int, int, bool]:

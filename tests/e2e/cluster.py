@@ -173,7 +173,8 @@ class KubeCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [self.bins["kubectl"], f"--kubeconfig={self.kubeconfig}", "--request-timeout=30s", *args]
+        cmd = [self.bins["kubectl"], f"--kubeconfig={self.kubeconfig}", "--request-timeout=30s",
+               f"--cache-dir={self.root / 'kubectl-cache'}", *args]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env, check=False)
         if check and proc.returncode != 0:
