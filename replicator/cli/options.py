@@ -194,8 +194,13 @@ def _from_flags(ns: argparse.Namespace, converters: Mapping[str, Any]) -> dict[s
     return out
 
 
-def settings_from(ns: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """Merge defaults < file < environment < flags into a validated ``Settings``."""
+def settings_from(
+    ns: argparse.Namespace, env: Mapping[str, str] | None = None, *, need_dest: bool = True
+) -> Settings:
+    """Merge defaults < file < environment < flags into a validated ``Settings``.
+
+    Read-only commands (dry run, explain) pass ``need_dest=False``: the destination is not used.
+    """
     converters = _known_keys()
     merged: dict[str, Any] = {n: d for n, (_, d, _) in _COMMON.items()}
     merged.update({n: d for n, (d, _) in _BOOLS.items()})
@@ -205,6 +210,8 @@ def settings_from(ns: argparse.Namespace, env: Mapping[str, str] | None = None) 
     merged.update(_from_flags(ns, converters))
     if not merged.get("mirror-rule"):
         raise ConfigError("--mirror-rule: a rule file is required")
+    if not need_dest and not merged.get("dest-endpoints"):
+        merged["dest-endpoints"] = merged.get("source-endpoints")
     sides = {side: _endpoint(side, merged) for side, _ in _SIDES}
 
     def opt(name: str) -> Any:

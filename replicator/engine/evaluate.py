@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from replicator.errors import BadValue, DecryptError
 from replicator.kube.encryption import EncryptionConfig, is_encrypted
-from replicator.kube.resources import KeyInfo, ResourceCatalog, ResourceType
+from replicator.kube.resources import KeyInfo, ResourceCatalog, ResourceType, crd_resource_type
 from replicator.kube.values import DecodedObject, decode
+from replicator.observability import get_logger
 from replicator.rules.decide import Action, Subject, decide
 from replicator.rules.model import RuleSet
 
 from .transcode import Transcoder
+
+log = get_logger("evaluate")
 
 
 class Verdict(enum.Enum):
@@ -105,18 +108,29 @@ class Evaluator:
     def parse(self, key: bytes) -> KeyInfo | None:
         return self.catalog.parse_key(key)
 
+    def plain(self, info: KeyInfo, value: bytes) -> bytes:
+        """The value decrypted with the source configuration; raises ``BadValue`` subclasses."""
+        if not is_encrypted(value):
+            return value
+        if self.encryption is None:
+            raise DecryptError(info.key, "value is encrypted and no --encryption-provider-config was given")
+        return self.encryption.decrypt(
+            key=info.key, value=value, group=info.resource.group, resource=info.resource.resource
+        )
+
     def read(self, info: KeyInfo, value: bytes) -> DecodedObject:
         """Decrypt (source configuration) and decode; raises ``BadValue`` subclasses."""
-        plain = value
-        if is_encrypted(value):
-            if self.encryption is None:
-                raise DecryptError(
-                    info.key, "value is encrypted and no --encryption-provider-config was given"
-                )
-            plain = self.encryption.decrypt(
-                key=info.key, value=value, group=info.resource.group, resource=info.resource.resource
-            )
-        return decode(info.key, plain)
+        return decode(info.key, self.plain(info, value))
+
+    def add_crd(self, info: KeyInfo, value: bytes) -> ResourceType | None:
+        """Learn the custom resource type a CRD defines; a bad CRD leaves its resources unknown."""
+        try:
+            rt = crd_resource_type(self.plain(info, value), key=info.key)
+        except BadValue as exc:
+            log.warning("cannot read CustomResourceDefinition: %s", exc.reason, extra={"key": info.key})
+            return None
+        self.catalog.add(rt)
+        return rt
 
     def evaluate(self, key: bytes, value: bytes, *, lease: int = 0) -> Evaluation:
         info = self.catalog.parse_key(key)

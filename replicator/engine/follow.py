@@ -23,7 +23,6 @@ from replicator.observability import get_logger
 from .apply import Applier
 from .context import Context
 from .evaluate import is_crd, is_namespace
-from .fullsync import add_crd
 from .streams import WatchBuffer, scan
 from .writer import DestWriter
 
@@ -140,7 +139,7 @@ class Follower:
             )
             return
         if is_crd(info):
-            add_crd(self.ctx, kv.key, kv.value)
+            ev.add_crd(info, kv.value)
         relabelled = False
         if is_namespace(info):
             labels = ev.namespace_labels_of(info, kv.value) or {}

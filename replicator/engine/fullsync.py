@@ -16,15 +16,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from replicator.errors import BadValue
+from replicator.etcd import EtcdClient
 from replicator.journal import ManagedKey
-from replicator.kube.encryption import is_encrypted
-from replicator.kube.resources import KeyInfo, ResourceType, crd_resource_type
+from replicator.kube.resources import ResourceType
 from replicator.observability import get_logger
 
 from .apply import Applier
 from .context import Context
-from .evaluate import is_namespace
+from .evaluate import Evaluator, is_crd, is_namespace
 from .streams import scan
 
 log = get_logger("fullsync")
@@ -32,50 +31,52 @@ log = get_logger("fullsync")
 _PRUNE_CHUNK = 1000
 
 
-async def load_namespaces(ctx: Context, *, revision: int) -> None:
-    ev = ctx.evaluator
-    prefix = ev.catalog.key_prefix(ev.catalog.by_kind("", "Namespace") or _missing("Namespace")).encode()
-    async for page in scan(ctx.source, prefix, revision=revision, page_size=ctx.settings.page_size):
-        for kv in page.kvs:
-            info = ev.parse(kv.key)
-            if info is not None and is_namespace(info):
-                ev.namespaces.set(info.name, ev.namespace_labels_of(info, kv.value) or {})
+async def load_context(source: EtcdClient, evaluator: Evaluator, *, revision: int, page_size: int) -> None:
+    """Namespace labels (rules need them whether or not namespaces are mirrored) and the types
+    the source's CRDs define, as of ``revision``."""
+    cat = evaluator.catalog
+    for kind in (("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")):
+        rt = cat.by_kind(*kind)
+        if rt is None:
+            raise RuntimeError(f"built-in resource table has no {kind[1]}")
+        async for page in scan(source, cat.key_prefix(rt).encode(), revision=revision, page_size=page_size):
+            for kv in page.kvs:
+                info = evaluator.parse(kv.key)
+                if info is None:
+                    continue
+                if is_namespace(info):
+                    evaluator.namespaces.set(info.name, evaluator.namespace_labels_of(info, kv.value) or {})
+                elif is_crd(info):
+                    evaluator.add_crd(info, kv.value)
 
 
-async def load_crds(ctx: Context, *, revision: int) -> None:
-    ev = ctx.evaluator
-    rt = ev.catalog.by_kind("apiextensions.k8s.io", "CustomResourceDefinition") or _missing("CRD")
-    prefix = ev.catalog.key_prefix(rt).encode()
-    async for page in scan(ctx.source, prefix, revision=revision, page_size=ctx.settings.page_size):
-        for kv in page.kvs:
-            add_crd(ctx, kv.key, kv.value)
+# Owners before dependents, so that a standby whose garbage collector runs never sees an orphan:
+# namespaces and definitions first, then kinds that typically own others, workloads' pods last.
+_RANK = {
+    ("", "Namespace"): 0,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): 1,
+    ("apiregistration.k8s.io", "APIService"): 1,
+    ("", "ServiceAccount"): 2,
+    ("rbac.authorization.k8s.io", "ClusterRole"): 2,
+    ("rbac.authorization.k8s.io", "Role"): 2,
+    ("apps", "Deployment"): 4,
+    ("apps", "StatefulSet"): 4,
+    ("apps", "DaemonSet"): 4,
+    ("batch", "CronJob"): 4,
+    ("", "ReplicationController"): 5,
+    ("apps", "ReplicaSet"): 5,
+    ("batch", "Job"): 5,
+    ("", "Pod"): 7,
+}
+_CUSTOM_RANK = 3  # custom resources are often operators' owner objects
+_DEFAULT_RANK = 6
 
 
-def add_crd(ctx: Context, key: bytes, value: bytes) -> ResourceType | None:
-    ev = ctx.evaluator
-    info = ev.parse(key)
-    if info is None:
-        return None
-    try:
-        rt = crd_resource_type(_plain(ctx, info, value), key=info.key)
-    except BadValue as exc:  # a bad CRD must not stop the sync; its resources stay unknown
-        log.warning("cannot read CustomResourceDefinition: %s", exc, extra={"key": info.key})
-        return None
-    ev.catalog.add(rt)
-    return rt
-
-
-def _plain(ctx: Context, info: KeyInfo, value: bytes) -> bytes:
-    enc = ctx.evaluator.encryption
-    if is_encrypted(value) and enc is not None:
-        return enc.decrypt(
-            key=info.key, value=value, group=info.resource.group, resource=info.resource.resource
-        )
-    return value
-
-
-def _missing(kind: str) -> ResourceType:
-    raise RuntimeError(f"built-in resource table has no {kind}")
+def owner_rank(rt: ResourceType) -> tuple[int, str, str]:
+    rank = _RANK.get((rt.group, rt.kind))
+    if rank is None:
+        rank = _CUSTOM_RANK if "." in rt.group and not rt.group.endswith(".k8s.io") else _DEFAULT_RANK
+    return rank, rt.group, rt.kind
 
 
 async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
@@ -84,14 +85,13 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
     The caller has opened the watch at ``revision + 1`` already.
     """
     log.info("full sync starting", extra={"epoch": epoch_id, "revision": revision})
-    await load_namespaces(ctx, revision=revision)
-    await load_crds(ctx, revision=revision)
+    await load_context(ctx.source, ctx.evaluator, revision=revision, page_size=ctx.settings.page_size)
     writer = ctx.writer(epoch_id=epoch_id, ordered=False)
     applier = Applier(evaluator=ctx.evaluator, sink=ctx.sink, writer=writer)
     scanned: set[ResourceType] = set()
     try:
         for number, phase in enumerate(ctx.evaluator.rules.phases(), start=1):
-            types = [rt for rt in ctx.evaluator.types_for(phase) if rt not in scanned]
+            types = sorted((rt for rt in ctx.evaluator.types_for(phase) if rt not in scanned), key=owner_rank)
             scanned.update(types)
             log.info(
                 "phase %d: %s",

@@ -25,21 +25,18 @@ from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, descri
 from replicator.errors import ConfigError, MirrorStopped
 from replicator.etcd import ClientConfig, EtcdClient, EtcdCompacted, EtcdUnavailable
 from replicator.journal import EpochReason, Journal, RunStatus, current_revision, default_url
-from replicator.kube.encryption import EncryptionConfig
-from replicator.kube.resources import ResourceCatalog
 from replicator.observability import Metrics, get_logger
-from replicator.rules.loader import load_rules
 
 from .context import Context
-from .evaluate import Evaluator, NamespaceIndex
+from .evaluate import Evaluator
 from .follow import Follower
 from .fullsync import full_sync
+from .preview import build_evaluator
 from .retry import etcd_policy, retrying
 from .services import read_ranges
 from .services import verdict as services_verdict
 from .sink import JournalSink
 from .streams import WatchBuffer
-from .transcode import Transcoder
 from .writer import Fence
 
 log = get_logger("runner")
@@ -85,20 +82,8 @@ def open_journal(url: str) -> Journal:
 
 def prepare(settings: Settings) -> tuple[Evaluator, Journal]:
     """Everything that can fail on bad input, done before any connection or write."""
-    rules = load_rules(settings.rules_file)
-    enc = (
-        EncryptionConfig.load(settings.encryption_provider_config)
-        if settings.encryption_provider_config
-        else None
-    )
-    dest_cfg = settings.dest_encryption_provider_config
-    dest_enc = EncryptionConfig.load(dest_cfg) if dest_cfg else None
-    catalog = ResourceCatalog(settings.kube_prefix)
-    transcoder = Transcoder(source=enc, dest=dest_enc)
-    evaluator = Evaluator(
-        catalog=catalog, rules=rules, encryption=enc, namespaces=NamespaceIndex(), transcoder=transcoder
-    )
-    transcoder.check(evaluator.types_for(), prefix=settings.kube_prefix)
+    evaluator = build_evaluator(settings)
+    evaluator.transcoder.check(evaluator.types_for(), prefix=settings.kube_prefix)
     if not settings.journal_url:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     journal = open_journal(journal_url(settings))
