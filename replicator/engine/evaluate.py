@@ -80,6 +80,9 @@ class NamespaceIndex:
         self._labels[name] = new
         return changed
 
+    def clear(self) -> None:
+        self._labels.clear()
+
     def remove(self, name: str) -> None:
         self._labels.pop(name, None)
 

@@ -35,6 +35,7 @@ async def load_context(source: EtcdClient, evaluator: Evaluator, *, revision: in
     """Namespace labels (rules need them whether or not namespaces are mirrored) and the types
     the source's CRDs define, as of ``revision``."""
     cat = evaluator.catalog
+    evaluator.namespaces.clear()
     for kind in (("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")):
         rt = cat.by_kind(*kind)
         if rt is None:

@@ -30,7 +30,7 @@ from replicator.observability import Metrics, get_logger
 from .context import Context
 from .evaluate import Evaluator
 from .follow import Follower
-from .fullsync import full_sync
+from .fullsync import full_sync, load_context
 from .preview import build_evaluator
 from .retry import etcd_policy, retrying
 from .services import read_ranges
@@ -237,6 +237,18 @@ async def _supervise(
             if buffer is None:  # --once
                 return RunResult(epoch, revision, ctx.metrics.snapshot())
             start = revision + 1
+        else:
+            # Resuming: rules need every namespace's labels and the CRD-defined types as they were.
+            await retrying(
+                etcd_policy(),
+                functools.partial(
+                    load_context,
+                    ctx.source,
+                    ctx.evaluator,
+                    revision=start - 1,
+                    page_size=ctx.settings.page_size,
+                ),
+            )
         try:
             revision = await _follow_until_stopped(ctx, epoch=epoch, start=start, buffer=buffer, stop=stop)
             return RunResult(epoch, revision, ctx.metrics.snapshot())

@@ -131,13 +131,18 @@ def _presented_certificate(target: str, timeout: float) -> tuple[bytes, str | No
     return pem.encode(), name
 
 
+MIN_KEEPALIVE_TIME = 10.0  # seconds; the seed's 2 s default is raised to this, as grpc-go does
+
+
 def make_channel(config: ClientConfig, endpoint: str, tls: TlsMaterial | None) -> grpc.aio.Channel:
     """One channel to one endpoint. Keepalive makes a silently dead peer fail a watch."""
     target = host_port(endpoint)
     options: list[tuple[str, int | str]] = [
-        ("grpc.keepalive_time_ms", int(config.keepalive_time * 1000)),
+        # etcd enforces a 5 s minimum between pings and no pings without a stream
+        # (GOAWAY too_many_pings otherwise); like grpc-go, never ping more often than every 10 s.
+        ("grpc.keepalive_time_ms", int(max(config.keepalive_time, MIN_KEEPALIVE_TIME) * 1000)),
         ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
-        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", config.max_receive_bytes),
         ("grpc.enable_retries", 0),

@@ -140,18 +140,24 @@ async def test_restart_resumes_from_the_checkpoint_without_a_new_full_sync(
     settings = make_settings(source, dest)
     async with mirroring(settings):
         pass
-    # While the replicator is down: one delete and one create on the source.
+    # While the replicator is down: a delete, a create, and a Secret that only a namespace
+    # selector brings in (the resumed run must know the namespaces' labels without a full sync).
     run_etcdctl_del(source.endpoint, "/registry/secrets/unique/test")
     v = cm({KIND: "x"}, "while down")
     put_raw(source.endpoint, NEW_CM, v)
+    new_secret = "/registry/secrets/unique/created-while-down"
+    sv = synth.secret("unique", "created-while-down", labels={}, data={"k": b"v"})
+    put_raw(source.endpoint, new_secret, sv)
 
     async with mirroring(settings, synced=False) as task:
         state = await eventually(
-            lambda s: s.get(NEW_CM) == v and "/registry/secrets/unique/test" not in s, dest.endpoint
+            lambda s: s.get(NEW_CM) == v and s.get(new_secret) == sv and "/registry/secrets/unique/test" not in s,
+            dest.endpoint,
         )
     result = task.result()
-    assert set(state) == (EXPECTED_KEYS - {"/registry/secrets/unique/test"}) | {NEW_CM, CHECKPOINT}
-    assert result.metrics["keys_copied"] == 1 and result.metrics["keys_deleted"] == 1  # no second full sync
+    expected = (EXPECTED_KEYS - {"/registry/secrets/unique/test"}) | {NEW_CM, new_secret, CHECKPOINT}
+    assert set(state) == expected
+    assert result.metrics["keys_copied"] == 2 and result.metrics["keys_deleted"] == 1  # no second full sync
     assert json.loads(state[CHECKPOINT])["epoch"] == 1
     journal = Journal.open(settings.journal_url)
     try:
