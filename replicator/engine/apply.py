@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from replicator.errors import BadValue
 from replicator.etcd import KeyValue
 from replicator.journal import DecisionRecord
+from replicator.kube.resources import KeyInfo
 from replicator.observability import get_logger
 
 from .evaluate import Evaluation, Evaluator, Verdict
+from .retry import kms_policy, retrying_sync
 from .sink import JournalSink
 from .writer import DestWriter, digest
 
@@ -37,9 +39,17 @@ class Applier:
         out = {k for k in keys if self.overlay.get(k, k in found)}
         return out
 
+    async def evaluate(self, kv: KeyValue, info: KeyInfo | None = None) -> Evaluation:
+        """Evaluate one key-value; a KMS plugin outage makes it wait instead of failing the value."""
+        ev = self.evaluator
+        if info is None:
+            return await retrying_sync(kms_policy(), lambda: ev.evaluate(kv.key, kv.value, lease=kv.lease))
+        found = info
+        return await retrying_sync(kms_policy(), lambda: ev.evaluate_info(found, kv.value, lease=kv.lease))
+
     async def apply_kvs(self, kvs: Sequence[KeyValue], *, revision: int | None = None) -> None:
         """Evaluate and apply puts. ``revision`` overrides each kv's mod_revision in the journal."""
-        evaluations = [self.evaluator.evaluate(kv.key, kv.value, lease=kv.lease) for kv in kvs]
+        evaluations = [await self.evaluate(kv) for kv in kvs]
         not_copied = [
             kv.key.decode() for kv, ev in zip(kvs, evaluations, strict=True) if ev.verdict is not Verdict.COPY
         ]
@@ -54,7 +64,10 @@ class Applier:
         w = self.writer
         if ev.verdict is Verdict.COPY and ev.info is not None:
             try:
-                out = self.evaluator.transcoder.output(ev.info, kv.value)
+                info = ev.info
+                out = await retrying_sync(
+                    kms_policy(), lambda: self.evaluator.transcoder.output(info, kv.value)
+                )
             except BadValue as exc:
                 ev = Evaluation(Verdict.FAIL, exc.reason, info=ev.info)
         if ev.verdict is Verdict.COPY:

@@ -111,6 +111,12 @@ class Evaluator:
     def parse(self, key: bytes) -> KeyInfo | None:
         return self.catalog.parse_key(key)
 
+    def close(self) -> None:
+        """Release the encryption configurations' KMS plugin channels."""
+        for cfg in (self.encryption, self.transcoder.dest):
+            if cfg is not None:
+                cfg.close()
+
     def plain(self, info: KeyInfo, value: bytes) -> bytes:
         """The value decrypted with the source configuration; raises ``BadValue`` subclasses."""
         if not is_encrypted(value):

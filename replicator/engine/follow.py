@@ -144,7 +144,7 @@ class Follower:
         if is_namespace(info):
             labels = ev.namespace_labels_of(info, kv.value) or {}
             relabelled = ev.namespaces.set(info.name, labels) and event.prev_kv is not None
-        verdict = ev.evaluate_info(info, kv.value, lease=kv.lease)
+        verdict = await self.applier.evaluate(kv, info)
         is_managed = self.applier.overlay.get(info.key, info.key in managed)
         await self.applier.apply_one(kv, verdict, managed=is_managed, revision=revision)
         if relabelled:

@@ -1,7 +1,8 @@
 """One retry policy per boundary, declared once (tenacity).
 
 Only our own retryable error types are retried: ``EtcdUnavailable`` (connection refused or lost,
-no leader, deadline exceeded) at the etcd boundary, ``JournalUnavailable`` at the journal's. Waits
+no leader, deadline exceeded) at the etcd boundary, ``JournalUnavailable`` at the journal's,
+``KmsUnavailable`` at a KMS plugin's (values that need the plugin wait, they are not dropped). Waits
 are exponential with full jitter and a ceiling; attempts never stop (a replicator that gives up
 during an outage is worse than one that waits), each retry logs one warning and counts.
 ``sleep`` is injectable for tests.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -22,11 +23,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from replicator.errors import JournalUnavailable
+from replicator.errors import JournalUnavailable, KmsUnavailable
 from replicator.etcd import EtcdUnavailable
 from replicator.observability import get_logger
 
 log = get_logger("retry")
+T = TypeVar("T")
 
 
 def etcd_policy(
@@ -51,6 +53,27 @@ def journal_policy(*, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep)
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )
+
+
+def kms_policy(*, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
+    """A KMS plugin outage: the values that need it wait (in order) until the plugin is back."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(KmsUnavailable),
+        wait=wait_random_exponential(multiplier=0.5, max=15.0),
+        stop=stop_never,
+        sleep=sleep,
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+
+
+def retrying_sync(policy: AsyncRetrying, fn: Callable[[], T]) -> Awaitable[T]:
+    """Run the synchronous ``fn()`` under ``policy`` (waiting asynchronously between attempts)."""
+
+    async def attempt() -> T:
+        return fn()
+
+    return retrying(policy, attempt)
 
 
 async def retrying(policy: AsyncRetrying, fn: Callable[[], Awaitable[Any]]) -> Any:

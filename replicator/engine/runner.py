@@ -153,6 +153,7 @@ async def run(
         await source.close()
         await dest.close()
         sink.close()
+        evaluator.close()
 
 
 async def _guard_services(ctx: Context) -> None:
