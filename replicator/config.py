@@ -68,6 +68,9 @@ class Settings:
     once: bool = False
     """Full sync, remove managed keys no longer in scope, exit."""
     journal_url: str = ""
+    journal_values: bool = False
+    """Keep copied values (as stored: encrypted stays encrypted) in the journal, for replay after
+    the source has compacted them. Costs journal space roughly equal to the mirrored data."""
     state_dir: Path = Path(".replicator")
     dial_timeout: float = 2.0
     """Seconds to establish a connection (the seed's default)."""

@@ -81,6 +81,7 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
 _BOOLS: dict[str, tuple[bool, str]] = {
     "once": (False, "full sync, remove managed keys no longer in scope, exit"),
     "debug": (False, "debug logging"),
+    "journal-values": (False, "keep copied values in the journal (for replay after compaction)"),
 }
 _SIDE_FIELDS: dict[str, tuple[Any, Any, str]] = {
     "endpoints": (str, None, "comma-separated etcd endpoints (several = failover)"),
@@ -233,6 +234,7 @@ def settings_from(
         rev=opt("rev"),
         once=opt("once"),
         journal_url=opt("journal") or "",
+        journal_values=opt("journal-values"),
         state_dir=Path(opt("state-dir")),
         dial_timeout=opt("dial-timeout"),
         keepalive_time=opt("keepalive-time"),

@@ -28,16 +28,16 @@ class Applier:
         self.evaluator = evaluator
         self.sink = sink
         self.writer = writer
-        self.overlay: dict[str, bool] = {}
-        """Managed-ness decided in this batch but maybe not journaled yet (watch phase)."""
         self.failed_managed: set[str] = set()
         """Managed keys whose current source value could not be read: the full sync keeps them."""
 
     async def managed_among(self, keys: Sequence[str]) -> set[str]:
-        unknown = [k for k in keys if k not in self.overlay]
+        """Which of ``keys`` this replicator manages: decisions in flight first, then the journal."""
+        state = self.writer.managed_state
+        known = {k: state(k) for k in keys}
+        unknown = [k for k, v in known.items() if v is None]
         found = await self.sink.managed(unknown) if unknown else {}
-        out = {k for k in keys if self.overlay.get(k, k in found)}
-        return out
+        return {k for k, v in known.items() if v or (v is None and k in found)}
 
     async def evaluate(self, kv: KeyValue, info: KeyInfo | None = None) -> Evaluation:
         """Evaluate one key-value; a KMS plugin outage makes it wait instead of failing the value."""
@@ -81,8 +81,7 @@ class Applier:
                 value_digest=d,
                 value_size=len(kv.value),
             )
-            await w.put(kv.key, out, record=rec, rule=ev.rule)
-            self.overlay[key] = True
+            await w.put(kv.key, out, record=rec, rule=ev.rule, source_value=kv.value)
         elif ev.verdict is Verdict.IGNORE:
             await w.note(DecisionRecord(revision=revision, key=key, action="ignore", reason=ev.reason))
         elif ev.verdict is Verdict.FAIL:
@@ -100,7 +99,6 @@ class Applier:
                 revision=revision, key=key, action="delete", reason=f"left scope: {ev.reason}", rule=ev.rule
             )
             await w.delete(kv.key, record=rec)
-            self.overlay[key] = False
         else:
             await w.note(
                 DecisionRecord(revision=revision, key=key, action="skip", reason=ev.reason, rule=ev.rule)
@@ -111,7 +109,6 @@ class Applier:
         if managed:
             rec = DecisionRecord(revision=revision, key=skey, action="delete", reason=reason)
             await self.writer.delete(key, record=rec)
-            self.overlay[skey] = False
         else:
             await self.writer.note(
                 DecisionRecord(

@@ -44,4 +44,5 @@ class Context:
             max_bytes=s.max_txn_bytes,
             inflight=1 if ordered else s.inflight_txns,
             ordered=ordered,
+            keep_values=s.journal_values,
         )

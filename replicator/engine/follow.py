@@ -104,7 +104,6 @@ class Follower:
         """Apply a run of watch responses; the thin loop above is all that is not tested directly."""
         events = [e for b in batches for e in b.events]
         progress_to = max((b.header.revision for b in batches if b.progress and not b.events), default=0)
-        self.applier.overlay.clear()
         managed = await self.applier.managed_among(list({e.kv.key.decode() for e in events}))
         for revision, group in itertools.groupby(events, key=lambda e: e.kv.mod_revision):
             for event in group:
@@ -133,7 +132,7 @@ class Follower:
         if event.type is EventType.DELETE:
             if is_namespace(info):
                 ev.namespaces.remove(info.name)
-            is_managed = self.applier.overlay.get(info.key, info.key in managed)
+            is_managed = _managed(self.writer.managed_state(info.key), info.key in managed)
             await self.applier.apply_delete(
                 kv.key, revision=revision, managed=is_managed, reason="deleted on source"
             )
@@ -145,7 +144,7 @@ class Follower:
             labels = ev.namespace_labels_of(info, kv.value) or {}
             relabelled = ev.namespaces.set(info.name, labels) and event.prev_kv is not None
         verdict = await self.applier.evaluate(kv, info)
-        is_managed = self.applier.overlay.get(info.key, info.key in managed)
+        is_managed = _managed(self.writer.managed_state(info.key), info.key in managed)
         await self.applier.apply_one(kv, verdict, managed=is_managed, revision=revision)
         if relabelled:
             await self._reevaluate_namespace(info.name, revision=revision)
@@ -169,3 +168,7 @@ class Follower:
             count,
             extra={"epoch": self.epoch_id, "revision": revision},
         )
+
+
+def _managed(in_flight: bool | None, journaled: bool) -> bool:
+    return journaled if in_flight is None else in_flight

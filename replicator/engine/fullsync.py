@@ -111,7 +111,7 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
         await writer.submit()
         await writer.drain()
         await prune(ctx, applier, epoch_id=epoch_id, revision=revision)
-        await writer.submit(checkpoint=revision, phase="watching")
+        await writer.finish(checkpoint=revision, phase="watching")
     except BaseException:
         await writer.abort()
         raise

@@ -307,14 +307,25 @@ async def _follow_until_stopped(
             await _unless_stopped(follower.run(), stop)
         except EtcdUnavailable as exc:
             log.warning("source unavailable (%s); resuming the watch after %d", exc, follower.committed)
-            await follower.writer.submit(checkpoint=follower.committed)
+            await follower.writer.finish(checkpoint=follower.committed)
             start = follower.committed + 1
             await asyncio.sleep(1.0)
             continue
+        except EtcdCompacted:
+            await follower.writer.finish(checkpoint=follower.committed)  # keep what is complete
+            raise
+        except BaseException:
+            await follower.writer.abort()
+            raise
         finally:
             await buffer.close()
             buffer = None
         # Stopped (or the stream ended): commit what is complete, but never hang on a dead destination.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(follower.writer.submit(checkpoint=follower.committed), _FINAL_FLUSH)
+        try:
+            await asyncio.wait_for(follower.writer.finish(checkpoint=follower.committed), _FINAL_FLUSH)
+        except TimeoutError:
+            log.warning(
+                "destination unreachable at stop: the last revisions are re-applied at the next start"
+            )
+            await follower.writer.abort()
         return follower.committed

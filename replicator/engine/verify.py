@@ -336,7 +336,7 @@ async def repair(ctx: Context, drift: Drift, *, epoch_id: int) -> int:
                     value_digest=digest(kv.value),
                     value_size=len(kv.value),
                 )
-                await writer.put(kv.key, out, record=record, rule=ev.rule)
+                await writer.put(kv.key, out, record=record, rule=ev.rule, source_value=kv.value)
                 fixed += 1
         for key in drift.extra:
             record = DecisionRecord(

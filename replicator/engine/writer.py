@@ -7,6 +7,11 @@ our compare fail and we stop instead of interleaving. Transactions that also mov
 (watch phase, end of full sync) are applied one at a time, in source order; the full sync's
 transactions do not touch the checkpoint, so several can be in flight under the same fence.
 
+Ordered transactions go through a pipeline: the caller builds the next batch while a committer
+task applies the previous one and a journaler task records the one before (each stage in order,
+queues bounded). Keys whose managed state is decided but not journaled yet live in ``overlay``,
+which every managed-key lookup consults first; an entry leaves it when its batch is journaled.
+
 A transaction the server refuses as too large is split in halves; a single operation that is too
 large on its own is journaled as failed (by key) and dropped, not retried forever.
 """
@@ -16,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from replicator.errors import MirrorStopped
 from replicator.etcd import (
@@ -35,9 +42,12 @@ from .retry import etcd_policy
 from .sink import JournalSink
 
 log = get_logger("writer")
+T = TypeVar("T")
 
 _OP_OVERHEAD = 16  # protobuf framing per operation, bytes
 _JOURNAL_ONLY_FLUSH = 2000  # decisions without destination work are journaled in chunks this big
+_ORDERED_QUEUE = 2  # batches waiting for the committer (built while the previous one commits)
+_JOURNAL_QUEUE = 16  # committed batches waiting to be journaled
 
 
 def digest(value: bytes) -> str:
@@ -46,12 +56,14 @@ def digest(value: bytes) -> str:
 
 @dataclass(slots=True)
 class Pending:
+    seq: int = 0
     ops: dict[bytes, Put | Delete] = field(default_factory=dict)
     nbytes: int = 0
     decisions: list[DecisionRecord] = field(default_factory=list)
     upserts: dict[str, ManagedKey] = field(default_factory=dict)
     deletes: set[str] = field(default_factory=set)
     revisions: list[int] = field(default_factory=list)
+    values: list[tuple[str, int, bytes]] = field(default_factory=list)  # kept source values (opt-in)
 
     def size_of(self, key: bytes, value: bytes) -> int:
         return len(key) + len(value) + _OP_OVERHEAD
@@ -123,6 +135,7 @@ class DestWriter:
         max_bytes: int,
         inflight: int,
         ordered: bool = False,
+        keep_values: bool = False,
     ) -> None:
         self.dest = dest
         self.sink = sink
@@ -133,15 +146,32 @@ class DestWriter:
         self.max_ops = max_ops - 1  # one operation of every transaction is reserved for the checkpoint
         self.max_bytes = max_bytes
         self.ordered = ordered
-        self.checkpointed = 0  # last revision a committed transaction wrote to the checkpoint
+        self.keep_values = keep_values
+        self.checkpointed = 0  # last revision whose checkpoint transaction is committed and journaled
         self.completed_revision = 0  # ordered mode: last source revision whose events are all in batches
-        self.pending = Pending()
+        self.overlay: dict[str, tuple[bool, int]] = {}
+        """key -> (managed?, batch seq) for decisions not journaled yet."""
+        self._seq = 0
+        self.pending = self._new_pending()
         self._slots = asyncio.Semaphore(inflight)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ordered: asyncio.Queue[tuple[Pending, int, str]] = asyncio.Queue(maxsize=_ORDERED_QUEUE)
+        self._journal: asyncio.Queue[tuple[JournalBatch, Pending, int | None]] = asyncio.Queue(
+            maxsize=_JOURNAL_QUEUE
+        )
+        self._workers: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
-        self._journal_lock = asyncio.Lock()
+
+    def _new_pending(self) -> Pending:
+        self._seq += 1
+        return Pending(seq=self._seq)
 
     # -- building batches -------------------------------------------------------------------
+
+    def managed_state(self, key: str) -> bool | None:
+        """Whether ``key`` is managed per decisions not journaled yet; None: ask the journal."""
+        entry = self.overlay.get(key)
+        return None if entry is None else entry[0]
 
     def revision_done(self, revision: int) -> None:
         """Ordered mode: every event of ``revision`` is in a batch; the checkpoint may reach it."""
@@ -160,18 +190,29 @@ class DestWriter:
         p = self.pending
         return not p.ops or (len(p.ops) + n_ops <= self.max_ops and p.nbytes + n_bytes <= self.max_bytes)
 
-    async def put(self, key: bytes, value: bytes, *, record: DecisionRecord, rule: str | None) -> None:
+    async def put(
+        self, key: bytes, value: bytes, *, record: DecisionRecord, rule: str | None, source_value: bytes
+    ) -> None:
+        """Write ``value``; ``source_value`` is what the source holds (kept when values are journaled)."""
         await self._make_room(self.pending.size_of(key, value))
         managed = ManagedKey(
             key=record.key, mod_revision=record.revision, value_digest=record.value_digest or "", rule=rule
         )
-        self.pending.add_put(key, value, managed)
-        self.pending.decisions.append(record)
+        p = self.pending
+        p.add_put(key, value, managed)
+        p.decisions.append(record)
+        if self.keep_values:
+            p.values = [v for v in p.values if v[0] != record.key]
+            p.values.append((record.key, record.revision, source_value))
+        self.overlay[record.key] = (True, p.seq)
 
     async def delete(self, key: bytes, *, record: DecisionRecord) -> None:
         await self._make_room(self.pending.size_of(key, b""))
-        self.pending.add_delete(key)
-        self.pending.decisions.append(record)
+        p = self.pending
+        p.add_delete(key)
+        p.decisions.append(record)
+        p.values = [v for v in p.values if v[0] != record.key]
+        self.overlay[record.key] = (False, p.seq)
 
     async def note(self, record: DecisionRecord) -> None:
         """A decision with no destination work (skip, fail, ignore): journaled with the next batch."""
@@ -182,30 +223,77 @@ class DestWriter:
     # -- committing ----------------------------------------------------------------------------
 
     async def submit(self, *, checkpoint: int | None = None, phase: str = "watching") -> None:
-        """Send the pending batch. With ``checkpoint`` it is applied in order (waits for it)."""
+        """Send the pending batch. With ``checkpoint`` it is applied in order, after everything
+        submitted before it (without waiting for it: ``drain`` does)."""
         self._raise_failure()
-        batch, self.pending = self.pending, Pending()
+        batch, self.pending = self.pending, self._new_pending()
         if checkpoint is not None:
-            await self.drain()
-            await self._commit(batch, checkpoint=checkpoint, phase=phase)
+            if self._tasks:
+                await self._wait_tasks()
+            self._start_workers()
+            await self._put(self._ordered, (batch, checkpoint, phase))
             return
         if batch.empty():
             return
+        self._start_workers()
         await self._slots.acquire()
         task = asyncio.create_task(self._commit_released(batch))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    async def finish(self, *, checkpoint: int | None = None, phase: str = "watching") -> None:
+        """Submit what is pending (moving the checkpoint if given), wait for all of it, stop."""
+        try:
+            if checkpoint is not None or not self.pending.empty():
+                await self.submit(checkpoint=checkpoint, phase=phase)
+            await self.drain()
+        finally:
+            await self.close()
+
     async def drain(self) -> None:
-        """Wait for every transaction in flight; re-raise the first failure."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait until everything submitted is committed and journaled; re-raise the first failure."""
+        await self._wait_tasks()
+        for queue in (self._ordered, self._journal):
+            await self._until(queue.join())
         self._raise_failure()
 
     async def abort(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.close()
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    def _start_workers(self) -> None:
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._committer(), name="dest-committer"),
+                asyncio.create_task(self._journaler(), name="journaler"),
+            ]
+
+    async def _wait_tasks(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._raise_failure()
+
+    async def _until(self, work: Awaitable[object]) -> None:
+        """Await ``work`` unless a worker dies first (then its error is raised)."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task, *self._workers}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._raise_failure()
+
+    async def _put(self, queue: asyncio.Queue[T], item: T) -> None:
+        await self._until(queue.put(item))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -215,6 +303,39 @@ class DestWriter:
     def _raise_failure(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+    async def _committer(self) -> None:
+        while True:
+            batch, checkpoint, phase = await self._ordered.get()
+            try:
+                await self._commit(batch, checkpoint=checkpoint, phase=phase)
+            except BaseException as exc:
+                self._failure = self._failure or exc
+                raise
+            finally:
+                self._ordered.task_done()
+
+    async def _journaler(self) -> None:
+        while True:
+            journal, batch, checkpoint = await self._journal.get()
+            try:
+                await self.sink.record(journal)
+                self._journaled(batch, checkpoint)
+            except BaseException as exc:
+                self._failure = self._failure or exc
+                raise
+            finally:
+                self._journal.task_done()
+
+    def _journaled(self, batch: Pending, checkpoint: int | None) -> None:
+        for key in (*batch.upserts, *batch.deletes):
+            entry = self.overlay.get(key)
+            if entry is not None and entry[1] == batch.seq:
+                del self.overlay[key]
+        self._count(batch)
+        if checkpoint is not None:
+            self.checkpointed = checkpoint
+            self.metrics.progressed(checkpoint)
 
     async def _commit_released(self, batch: Pending) -> None:
         try:
@@ -244,9 +365,12 @@ class DestWriter:
                 else d
                 for d in batch.decisions
             ]
+            batch.values = [v for v in batch.values if v[0] not in bad]
             for k in bad:
                 batch.upserts.pop(k, None)
                 batch.deletes.discard(k)
+                if (entry := self.overlay.get(k)) is not None and entry[1] == batch.seq:
+                    del self.overlay[k]  # not written after all: the journal's state stands
         journal = JournalBatch(
             epoch_id=self.epoch_id,
             decisions=batch.decisions,
@@ -255,14 +379,11 @@ class DestWriter:
             managed_deletes=sorted(batch.deletes),
             checkpoint=checkpoint,
             source_cluster_id=self.source_cluster_id,
+            values=batch.values,
         )
-        await self.sink.record(journal)
-        self._count(batch, failed)
-        if checkpoint is not None:
-            self.checkpointed = checkpoint
-            self.metrics.progressed(checkpoint)
+        await self._put(self._journal, (journal, batch, checkpoint))
 
-    def _count(self, batch: Pending, failed: list[str]) -> None:
+    def _count(self, batch: Pending) -> None:
         m = self.metrics
         for d in batch.decisions:
             if d.action == "copy":
