@@ -195,6 +195,7 @@ def _cluster(enc: EncryptionConfig) -> list[Obj]:
         widget("payments", "ledger", True, color="green", size=1),
         widget("scratch", "sandbox", False, color="red", size=9),
         Obj("/registry/ranges/serviceips", synth.range_allocation("10.96.0.0/12", b"\x03\x00\x40"), False),
+        Obj("/registry/ranges/servicenodeports", synth.range_allocation("30000-32767", b"\x01"), False),
         Obj("/registry/masterleases/192.168.49.2", synth.endpoints_lease("192.168.49.2"), False, ttl=600),
         Obj("compact_rev_key", (7).to_bytes(8, "big"), False),
     ]
@@ -237,6 +238,9 @@ async def _scenario(base: Path, src_etcd: LocalEtcd, dst_etcd: LocalEtcd, rules:
         await EtcdClient.connect(ClientConfig(endpoints=(dst_etcd.endpoint,))) as dst,
     ):
         await _load(src, objs)
+        # The standby's apiserver ran once, so its etcd holds its own allocators (same ranges as the
+        # primary's: that is what lets the mirror copy Services). The mirror must leave them alone.
+        await _load(dst, STANDBY_OWN)
         stop = asyncio.Event()
         synced: list[int] = []
         mirror = asyncio.create_task(runner.run(settings, stop=stop, on_synced=synced.append), name="mirror")
@@ -249,7 +253,7 @@ async def _scenario(base: Path, src_etcd: LocalEtcd, dst_etcd: LocalEtcd, rules:
             )
             _report_sync(journal, objs, synced[0], time.monotonic() - started)
             await _live_changes(src, dst, journal, mirror)
-            await _check_standby(src, dst, journal)
+            await _check_standby(src, dst, journal, own={o.key for o in STANDBY_OWN})
         finally:
             stop.set()
             done, _ = await asyncio.wait({mirror}, timeout=_WAIT)
@@ -260,6 +264,12 @@ async def _scenario(base: Path, src_etcd: LocalEtcd, dst_etcd: LocalEtcd, rules:
         failure = "cancelled" if mirror.cancelled() else mirror.exception()
         if failure is not None:
             raise DemoError(f"the mirror did not stop cleanly: {failure}")
+
+
+STANDBY_OWN = [
+    Obj("/registry/ranges/serviceips", synth.range_allocation("10.96.0.0/12", b"\x01"), False),
+    Obj("/registry/ranges/servicenodeports", synth.range_allocation("30000-32767", b"\x00"), False),
+]
 
 
 async def _load(src: EtcdClient, objs: list[Obj]) -> None:
@@ -434,9 +444,14 @@ async def _live_changes(
     print(f"   namespace billing entered scope, copied: {', '.join(_short(k) for k in sorted(entered))}")
 
 
-async def _check_standby(src: EtcdClient, dst: EtcdClient, journal: Journal) -> None:
+async def _check_standby(src: EtcdClient, dst: EtcdClient, journal: Journal, *, own: set[str]) -> None:
     """Read the standby back (raw etcd range) and compare it with the source and the journal."""
-    standby = {kv.key.decode(): kv.value for kv in (await dst.range(b"\0", b"\0")).kvs}
+    everything = {kv.key.decode(): kv.value for kv in (await dst.range(b"\0", b"\0")).kvs}
+    kept = sorted(k for k in own if everything.get(k) == {o.key: o.value for o in STANDBY_OWN}[k])
+    print(f"\n   the standby's own keys, untouched: {', '.join(_short(k) for k in kept)}")
+    if len(kept) != len(own):
+        raise DemoError("the mirror changed keys the standby owns")
+    standby = {k: v for k, v in everything.items() if k not in own}
     source = {kv.key.decode(): kv.value for kv in (await src.range(b"\0", b"\0")).kvs}
     managed = {m.key for m in journal.iter_managed()}
     objects = {k: v for k, v in standby.items() if k != CHECKPOINT_KEY}
