@@ -57,3 +57,8 @@ class JournalSchemaError(JournalError):
 
 class MirrorStopped(ReplicatorError):
     """The mirror stopped on purpose (another writer, a different source cluster, ...)."""
+
+
+class KmsUnavailable(ReplicatorError):
+    """A KMS plugin (encryption at rest) cannot be reached or timed out; retryable. Values that need
+    it wait (they are not bad values); the message names the provider and endpoint."""

@@ -18,7 +18,7 @@ from replicator.engine import runner
 from replicator.errors import ConfigError, ReplicatorError
 from replicator.observability import setup_logging
 
-from . import journal_cmd, rules_cmd
+from . import journal_cmd, replay_cmd, rules_cmd, verify_cmd
 from .options import add_run_arguments, settings_from
 
 
@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="full sync, then follow the source's watch")
     add_run_arguments(run)
     run.add_argument("--print-config", action="store_true", help="print the effective settings and exit")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="evaluate the whole source against the rules and print counts; write nothing",
+    )
 
     demo = sub.add_parser(
         "demo", help="run the mirror on two local etcd servers with a small realistic cluster"
@@ -40,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     journal_cmd.add_parser(sub)
     rules_cmd.add_parser(sub)
+    verify_cmd.add_parser(sub)
+    replay_cmd.add_parser(sub)
     return p
 
 
@@ -58,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return journal_cmd.main(args)
         if args.command == "rules":
             return rules_cmd.main(args)
+        if args.command == "verify":
+            return verify_cmd.main(args)
+        if args.command == "replay":
+            return replay_cmd.main(args)
     except ConfigError as exc:
         print(f"replicator: {exc}", file=sys.stderr)
         return 2
@@ -71,11 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, need_dest=not args.dry_run)
     if args.print_config:
         print(describe(settings))
         return 0
     setup_logging(debug=settings.debug, fmt=settings.log_format)
+    if args.dry_run:
+        return asyncio.run(rules_cmd.dry_run(settings))
     return asyncio.run(_run_async(settings))
 
 

@@ -6,10 +6,15 @@ key up front. Resource matching follows kube-apiserver: an exact ``resource.grou
 then ``*.group``, then ``*.*``; a resource listed twice gets the providers of both entries, in
 order; an entry masked by an earlier wildcard is an error, as it is for the apiserver.
 
-Decryption tries every key whose ``k8s:enc:<provider>:v1:<name>:`` prefix matches the value,
+Decryption tries every key whose ``k8s:enc:<provider>:v1:<name>:`` prefix matches the value
+(for ``kms`` providers: ``k8s:enc:kms:<v1|v2>:<provider name>:``, opened through the plugin),
 across the providers configured for the resource (key rotation), and accepts a result only if it
 looks like a stored object (protobuf, JSON or CBOR). aesgcm authenticates the full etcd key, so
 decrypting a value under another key fails, and ``encrypt`` binds the destination key.
+
+KMS plugins are reached lazily, on the first value that needs one, with the provider's timeout;
+an unreachable plugin raises ``KmsUnavailable`` (retryable), not ``DecryptError``. The calls are
+synchronous (see ``kms.client``). ``close()`` closes the plugin channels.
 
 Errors name the file, field, provider and key name, never key material or plaintext.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from replicator.errors import DecryptError, EncryptionConfigError
+from replicator.kube.kms import EnvelopeError, KmsClient, KmsEnvelope, KmsRejected
 
 ENC_PREFIX = b"k8s:enc:"
 _KEY_SIZES = {"aescbc": (16, 24, 32), "aesgcm": (16, 24, 32), "secretbox": (32,)}
@@ -55,8 +62,15 @@ class Provider:
     type: str
     keys: tuple[Key, ...] = ()
     name: str = ""  # kms plugin name
+    kms_api_version: str = ""  # kms: "v1" or "v2"
+    endpoint: str = ""  # kms: unix:///path/to/socket
+    timeout: float = 3.0  # kms: seconds per plugin call (kube-apiserver's default)
+    cache_size: int = 1000  # kms: plaintext DEKs kept (kube-apiserver's v1 default)
 
-    def prefix(self, key: Key) -> bytes:
+    def prefix(self, key: Key | None = None) -> bytes:
+        if self.type == "kms":
+            return f"k8s:enc:kms:{self.kms_api_version}:{self.name}:".encode()
+        assert key is not None
         return f"k8s:enc:{self.type}:v1:{key.name}:".encode()
 
 
@@ -79,6 +93,7 @@ class EncryptionConfig:
     _memo: dict[tuple[str, str], tuple[Provider, ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _kms: dict[tuple[str, str], KmsEnvelope] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EncryptionConfig:
@@ -155,21 +170,22 @@ class EncryptionConfig:
         """Plaintext of a stored value; a value without the ``k8s:enc:`` prefix is returned as is."""
         if not value.startswith(ENC_PREFIX):
             return value
-        head = value[len(ENC_PREFIX) : len(ENC_PREFIX) + 64].split(b":")
+        head = value[len(ENC_PREFIX) : len(ENC_PREFIX) + 300].split(b":")
         ptype = head[0].decode(errors="replace")
-        if ptype == "kms":
-            raise DecryptError(key, "kms provider not supported yet")
         keyname = head[2].decode(errors="replace") if len(head) > 2 else "?"
         tried = 0
         for provider in self.providers_for(group, resource):
             if provider.type != ptype:
                 continue
-            for k in provider.keys:
+            for k in provider.keys or (None,):
                 prefix = provider.prefix(k)
                 if not value.startswith(prefix):
                     continue
                 tried += 1
-                plain = _open(provider.type, k.secret, value[len(prefix) :], key.encode())
+                if k is None:
+                    plain = self._kms_open(provider, value[len(prefix) :], key)
+                else:
+                    plain = _open(provider.type, k.secret, value[len(prefix) :], key.encode())
                 if plain is not None and plain.lstrip(b" \t\r\n").startswith(_LOOKS_DECODED):
                     return plain
         if tried == 0:
@@ -178,6 +194,32 @@ class EncryptionConfig:
                 f"no {ptype} key named {keyname!r} configured for {resource}{'.' + group if group else ''}",
             )
         raise DecryptError(key, f"{ptype} key {keyname!r} does not decrypt this value ({tried} tried)")
+
+    def _envelope(self, provider: Provider) -> KmsEnvelope:
+        ident = (provider.kms_api_version, provider.name)
+        env = self._kms.get(ident)
+        if env is None:
+            client = KmsClient(
+                name=provider.name,
+                endpoint=provider.endpoint,
+                api_version=provider.kms_api_version,
+                timeout=provider.timeout,
+            )
+            env = self._kms[ident] = KmsEnvelope(client, cache_size=provider.cache_size)
+        return env
+
+    def _kms_open(self, provider: Provider, data: bytes, key: str) -> bytes | None:
+        """Plaintext, or None when this provider's DEK does not open it; KmsUnavailable passes."""
+        try:
+            return self._envelope(provider).open(data, aad=key.encode())
+        except (EnvelopeError, KmsRejected):
+            return None
+
+    def close(self) -> None:
+        """Close the KMS plugin channels (opened again on demand)."""
+        for env in self._kms.values():
+            env.client.close()
+        self._kms.clear()
 
     def can_decrypt(self, value: bytes, *, key: str, group: str, resource: str) -> bool:
         try:
@@ -193,7 +235,11 @@ class EncryptionConfig:
             return plaintext
         provider = providers[0]
         if provider.type == "kms":
-            raise DecryptError(key, "kms provider not supported yet")
+            try:
+                sealed = self._envelope(provider).seal(plaintext, aad=key.encode())
+            except (EnvelopeError, KmsRejected) as exc:
+                raise DecryptError(key, f"kms {provider.name}: cannot encrypt ({exc})") from None
+            return provider.prefix() + sealed
         k = provider.keys[0]
         return provider.prefix(k) + _seal(provider.type, k.secret, plaintext, key.encode())
 
@@ -209,9 +255,7 @@ def _provider(entry: Any, where: str, fail: Any) -> Provider:
     if ptype == "identity":
         return Provider(type="identity")
     if ptype == "kms":
-        if not isinstance(body, dict) or not body.get("name"):
-            raise fail(f"{where}.kms.name", "missing")
-        return Provider(type="kms", name=str(body["name"]))
+        return _kms_provider(body, f"{where}.kms", fail)
     if ptype not in _KEY_SIZES:
         raise fail(where, f"unknown provider {ptype!r}")
     keys = body.get("keys") if isinstance(body, dict) else None
@@ -233,6 +277,50 @@ def _provider(entry: Any, where: str, fail: Any) -> Provider:
             raise fail(f"{kw}.secret", f"{ptype} needs a {sizes}-byte key, got {len(secret)} bytes")
         out.append(Key(name=k["name"], secret=secret))
     return Provider(type=ptype, keys=tuple(out))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _go_duration(text: str) -> float | None:
+    """Seconds in a Go duration string (``3s``, ``1m30s``, ``500ms``), or None if malformed."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _kms_provider(body: Any, where: str, fail: Any) -> Provider:
+    """A ``kms`` entry: apiVersion (default v1, as kube-apiserver), name, endpoint, timeout,
+    cachesize (v1 only; v2 caches by TTL in kube-apiserver, here by the same LRU)."""
+    if not isinstance(body, dict):
+        raise fail(where, "not a mapping")
+    unknown = set(body) - {"apiVersion", "name", "endpoint", "timeout", "cachesize"}
+    if unknown:
+        raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+    name, api = body.get("name"), body.get("apiVersion", "v1")
+    if not isinstance(name, str) or not name or ":" in name:
+        raise fail(f"{where}.name", "missing or contains ':'")
+    if api not in ("v1", "v2"):
+        raise fail(f"{where}.apiVersion", f"must be v1 or v2, got {api!r}")
+    endpoint = body.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith("unix://") or len(endpoint) <= len("unix://"):
+        raise fail(f"{where}.endpoint", "missing or not unix:///path")
+    timeout = _go_duration(str(body.get("timeout", "3s")))
+    if timeout is None or timeout <= 0:
+        raise fail(f"{where}.timeout", "not a positive duration like 3s")
+    cachesize = body.get("cachesize", 1000)
+    if not isinstance(cachesize, int) or isinstance(cachesize, bool):
+        raise fail(f"{where}.cachesize", "not an integer")
+    return Provider(
+        type="kms",
+        name=name,
+        kms_api_version=api,
+        endpoint=endpoint,
+        timeout=timeout,
+        cache_size=cachesize if cachesize > 0 else 1000,
+    )
 
 
 def _open(ptype: str, secret: bytes, data: bytes, aad: bytes) -> bytes | None:
@@ -271,4 +359,10 @@ def _seal(ptype: str, secret: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 def providers_summary(providers: Sequence[Provider]) -> str:
     """``aescbc[key1,key2], identity`` — names only, for logs and the effective-config printout."""
-    return ", ".join(f"{p.type}[{','.join(k.name for k in p.keys)}]" if p.keys else p.type for p in providers)
+
+    def one(p: Provider) -> str:
+        if p.type == "kms":
+            return f"kms{p.kms_api_version}[{p.name}]"
+        return f"{p.type}[{','.join(k.name for k in p.keys)}]" if p.keys else p.type
+
+    return ", ".join(one(p) for p in providers)

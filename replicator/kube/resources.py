@@ -71,6 +71,33 @@ def _builtin_table() -> tuple[tuple[ResourceType, ...], tuple[ResourceType, ...]
     return tuple(owners), tuple(aliases), str(doc["kubernetes_version"])
 
 
+@cache
+def _stored_versions() -> tuple[dict[tuple[str, str], str], str]:
+    """((group, kind) -> stored version, release "1.37") from the generated table."""
+    text = _pkg.files("replicator.kube._generated").joinpath("resources.json").read_text()
+    doc = json.loads(text)
+    out: dict[tuple[str, str], str] = {}
+    for row in doc["resources"]:
+        stored = row.get("stored_as")
+        # No stored_as: every served version stores as itself, which data.go allows only for one.
+        out[(row["group"], row["kind"])] = stored["version"] if stored else row["versions"][0]["version"]
+    major_minor = ".".join(str(doc["kubernetes_version"]).lstrip("v").split(".")[:2])
+    return out, major_minor
+
+
+def stored_version(group: str, kind: str, release: str = "1.37") -> str | None:
+    """The version kube-apiserver of ``release`` writes ``group``/``kind`` at (``autoscaling``,
+    ``HorizontalPodAutoscaler`` -> ``v2``; core Events served as ``events.k8s.io`` -> ``v1``).
+
+    ``None`` for a kind that is not built in, and for a release other than the one the table was
+    generated from: older objects may still hold older versions, so a rule that pins a version
+    should be checked against this, not trusted to see every object."""
+    table, generated = _stored_versions()
+    if release != generated:
+        return None
+    return table.get((group, kind))
+
+
 def builtin_kubernetes_version() -> str:
     """The Kubernetes release the built-in table was generated from."""
     return _builtin_table()[2]

@@ -11,7 +11,8 @@ Paths use Kubernetes JSON names, which in these protos are the proto field names
 (``spec.nodeName``). Inline Go structs have a proto field but no JSON level, so a name not found
 on a message is looked up through its inline fields (``volumes[0].secret`` finds
 ``volumes[0].volumeSource.secret``). Absent scalars read as their zero value, as Kubernetes field
-selectors see them; an absent Time, Quantity or IntOrString reads as ``None`` (JSON ``null``).
+selectors see them; an absent or zero Time, or an absent Quantity or IntOrString, reads as ``None``
+(JSON ``null``).
 """
 
 from __future__ import annotations
@@ -127,10 +128,10 @@ def _walk(node: Any, parts: list[str], i: int) -> Iterator[Any]:
         path, f = found
         for step in path:
             node = getattr(node, step.name)
-        if f.message_type is not None and not f.is_repeated:
-            if f.message_type.full_name in _LEAVES and not node.HasField(f.name):
-                yield from (None,) if i + 1 == len(parts) else ()
-                return
+        leaf = f.message_type is not None and not f.is_repeated and f.message_type.full_name in _LEAVES
+        if leaf and not node.HasField(f.name):
+            yield from (None,) if i + 1 == len(parts) else ()
+            return
         yield from _walk(getattr(node, f.name), parts, i + 1)
     elif hasattr(node, "keys"):  # map container
         if part == "*":
@@ -178,11 +179,15 @@ def render(value: Any) -> str | None:
     return None
 
 
-def _time(m: Any) -> str:
+def _time(m: Any) -> str | None:
+    if m.seconds == 0 and m.nanos == 0:
+        return None  # metav1.Time's zero value (its proto form is {0, 0}); JSON shows null
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m.seconds))
 
 
-def _micro_time(m: Any) -> str:
+def _micro_time(m: Any) -> str | None:
+    if m.seconds == 0 and m.nanos == 0:
+        return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(m.seconds)) + f".{m.nanos // 1000:06d}Z"
 
 
@@ -206,7 +211,7 @@ def _duration(m: Any) -> str:
     return sign + (f"{h}h" if h else "") + (f"{mnt}m" if h or mnt else "") + f"{secs}s"
 
 
-_LEAVES: dict[str, Callable[[Any], str]] = {
+_LEAVES: dict[str, Callable[[Any], str | None]] = {
     _TIME: _time,
     _MICRO_TIME: _micro_time,
     _DURATION: _duration,

@@ -1,14 +1,16 @@
-"""Stored values: format detection and just-enough decoding for rules.
+"""Stored values: format detection and decoding for rules.
 
 The replicator copies values byte-for-byte; it decodes only to answer rule questions (name,
-labels, a few fields). So decoding is partial and lazy: a protobuf value is read with a
-hand-written wire reader (``protowire``) that reads the envelope and ObjectMeta and skips the
-rest; labels and annotations are decoded on first access. JSON values are parsed whole.
+labels, fields). A protobuf value is first read with a hand-written wire reader (``protowire``)
+that reads the envelope and ObjectMeta and skips the rest, so that metadata questions cost
+microseconds; labels and annotations are decoded on first access. Only when ``field()`` asks for a
+path the metadata fast path does not answer is the whole object parsed, with the message type
+from the generated schema (``schema``), once per object. JSON and CBOR values are parsed whole.
 
-Without the full protobuf schema, ``field()`` on a protobuf value knows only the paths in
-``_PROTO_FIELDS`` (field numbers checked against k8s.io/api v0.37.2 core/v1 generated.proto);
-other paths return ``None``. A known string field that is absent reads as ``""`` and a known
-bool as ``"false"``, as Kubernetes field selectors see them.
+Paths are one syntax for every format: dotted Kubernetes JSON names, bracketed keys for map keys
+with dots (``metadata.labels["a.b/c"]``), ``[0]`` (or ``.0``) for list elements and ``[*]`` for
+every element (``values()`` only). A known scalar that is absent on a protobuf value reads as its
+zero value (``""``, ``"false"``, ``"0"``), as Kubernetes field selectors see it.
 
 Never put value bytes in an error message or a repr: Secret data and annotations hold secrets.
 """
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.errors import DecodeError
+from replicator.kube import cbor, schema
 from replicator.kube import protowire as pw
 
 PROTOBUF_MAGIC = b"k8s\x00"
@@ -118,6 +121,8 @@ class DecodedObject:
     _buf: bytes = field(default=b"", repr=False, compare=False)
     _obj: tuple[int, int] = field(default=(0, 0), repr=False, compare=False)
     _doc: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The fully parsed message, once a field needs it (a one-slot memo on a frozen object).
+    _full: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def group(self) -> str:
@@ -131,18 +136,49 @@ class DecodedObject:
     def labels(self) -> Mapping[str, str]:
         return self.meta.labels
 
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return self.meta.annotations
+
     def field(self, path: str) -> str | None:
-        """The value of a dotted field path rendered as a string, or ``None`` if unknown/absent."""
+        """The scalar at a path rendered as a string, or ``None`` if unknown, absent or not a scalar.
+
+        A path with ``[*]`` has no single value: ``None`` here, use ``values()``."""
         parts = split_path(path)
-        if parts is None:
+        if parts is None or "*" in parts:
             return None
         if len(parts) >= 2 and parts[0] == "metadata":
             known = self._meta_field(parts[1:])
             if known is not _UNSET:
                 return known  # type: ignore[return-value]
+        found = self._lookup(parts)
+        return found[0] if len(found) == 1 else None
+
+    def values(self, path: str) -> tuple[str, ...]:
+        """Every scalar a path reaches, ``[*]`` matching each list element or map value."""
+        parts = split_path(path)
+        if parts is None:
+            return ()
+        return tuple(v for v in self._lookup(parts) if v is not None)
+
+    def _lookup(self, parts: list[str]) -> list[str | None]:
         if self._doc is not None:
-            return _render(_walk(self._doc, parts))
-        return self._proto_field(path, parts)
+            return [_render(v) for v in _walk(self._doc, parts, 0)]
+        msg = self.message()
+        return [] if msg is None else schema.lookup(msg, parts)
+
+    def message(self) -> Any:
+        """The whole object as its protobuf message (parsed once), or ``None`` for JSON/CBOR values
+        and for kinds the generated schema does not know."""
+        if self.format is not Format.PROTOBUF:
+            return None
+        if not self._full:
+            try:
+                msg = schema.parse(self.api_version, self.kind, self._buf[self._obj[0] : self._obj[1]])
+            except ValueError as exc:
+                raise DecodeError(self.key, f"bad protobuf: {exc}") from None
+            self._full.append(msg)
+        return self._full[0]
 
     def _meta_field(self, rest: list[str]) -> str | object | None:
         m = self.meta
@@ -159,52 +195,14 @@ class DecodedObject:
             return mapping.get(rest[1])
         return _UNSET
 
-    def _proto_field(self, path: str, parts: list[str]) -> str | None:
-        spec = _PROTO_FIELDS.get((self.group, self.kind), {}).get(".".join(parts))
-        if spec is None:
-            return None
-        numbers, kind = spec
-        buf, (start, end) = self._buf, self._obj
-        hit = (start, end)
-        try:
-            for number in numbers:
-                found = pw.find(buf, hit[0], hit[1], number)
-                if found is None:
-                    return "false" if kind == "bool" else ""
-                hit = found
-            if kind == "bool":
-                return "true" if hit[0] else "false"
-            return pw.string(buf, *hit)
-        except pw.WireError as exc:
-            raise DecodeError(self.key, f"bad protobuf in {path}: {exc}") from None
-
 
 _UNSET = object()
 
-# (group, kind) -> dotted path -> (field numbers from the object down, scalar type).
-_PROTO_FIELDS: dict[tuple[str, str], dict[str, tuple[tuple[int, ...], str]]] = {
-    ("", "Secret"): {"type": ((3,), "string"), "immutable": ((5,), "bool")},
-    ("", "ConfigMap"): {"immutable": ((4,), "bool")},
-    ("", "Pod"): {
-        "spec.nodeName": ((2, 10), "string"),
-        "spec.serviceAccountName": ((2, 8), "string"),
-        "spec.restartPolicy": ((2, 3), "string"),
-        "spec.schedulerName": ((2, 19), "string"),
-        "status.phase": ((3, 1), "string"),
-    },
-    ("", "Service"): {
-        "spec.clusterIP": ((2, 3), "string"),
-        "spec.type": ((2, 4), "string"),
-        "spec.externalName": ((2, 10), "string"),
-    },
-    ("", "Namespace"): {"status.phase": ((3, 1), "string")},
-}
-
-_BRACKET = re.compile(r'\[("([^"]*)"|\'([^\']*)\')\]')
+_BRACKET = re.compile(r'\[("([^"]*)"|\'([^\']*)\'|(\d+|\*))\]')
 
 
 def split_path(path: str) -> list[str] | None:
-    """Split ``a.b["c.d/e"].f`` into ``["a", "b", "c.d/e", "f"]``; ``metadata.labels.<rest>`` keeps
+    """Split ``a.b["c.d/e"].f[0]`` into ``["a", "b", "c.d/e", "f", "0"]``; ``metadata.labels.<rest>`` keeps
     the rest whole, since label keys contain dots. ``None`` for a malformed path."""
     if path.startswith(("metadata.labels.", "metadata.annotations.")):
         head, _, rest = path.partition(".")[2].partition(".")
@@ -213,7 +211,7 @@ def split_path(path: str) -> list[str] | None:
     pos = 0
     for m in _BRACKET.finditer(path):
         parts.extend(p for p in path[pos : m.start()].split(".") if p)
-        parts.append(m.group(2) if m.group(2) is not None else m.group(3))
+        parts.append(next(g for g in (m.group(2), m.group(3), m.group(4)) if g is not None))
         pos = m.end()
     tail = path[pos:]
     parts.extend(p for p in tail.split(".") if p)
@@ -222,16 +220,24 @@ def split_path(path: str) -> list[str] | None:
     return parts
 
 
-def _walk(doc: Any, parts: list[str]) -> Any:
-    node = doc
-    for part in parts:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
+def _walk(node: Any, parts: list[str], i: int) -> Iterator[Any]:
+    """Values at ``parts[i:]`` below a JSON/CBOR node; ``*`` fans out over lists and maps."""
+    if i == len(parts):
+        yield node
+        return
+    part = parts[i]
+    if isinstance(node, dict):
+        if part == "*":
+            for k in sorted(node, key=str):
+                yield from _walk(node[k], parts, i + 1)
+        elif part in node:
+            yield from _walk(node[part], parts, i + 1)
+    elif isinstance(node, list):
+        if part == "*":
+            for item in node:
+                yield from _walk(item, parts, i + 1)
+        elif part.isdigit() and int(part) < len(node):
+            yield from _walk(node[int(part)], parts, i + 1)
 
 
 def _render(value: Any) -> str | None:
@@ -241,18 +247,20 @@ def _render(value: Any) -> str | None:
         return value
     if isinstance(value, (int, float)):
         return json.dumps(value)
+    if isinstance(value, bytes):
+        return schema.render(value)
     return None
 
 
 def decode(key: str, value: bytes) -> DecodedObject:
-    """Decode a plaintext stored value (protobuf envelope or JSON) far enough for rules."""
+    """Decode a plaintext stored value (protobuf envelope, JSON or CBOR) far enough for rules."""
     fmt = detect_format(value)
     if fmt is Format.PROTOBUF:
         return _decode_protobuf(key, value)
     if fmt is Format.JSON:
         return _decode_json(key, value)
     if fmt is Format.CBOR:
-        raise DecodeError(key, "CBOR values are copied verbatim, not decoded")
+        return _decode_cbor(key, value)
     if fmt is Format.ENCRYPTED:
         raise DecodeError(key, "value is encrypted; decrypt it before decoding")
     raise DecodeError(key, "unknown value format")
@@ -353,11 +361,24 @@ def _decode_json(key: str, value: bytes) -> DecodedObject:
         doc = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(key, f"bad JSON ({type(exc).__name__})") from None
+    return _decode_doc(key, doc, Format.JSON)
+
+
+def _decode_cbor(key: str, value: bytes) -> DecodedObject:
+    try:
+        doc = cbor.loads(value)
+    except cbor.CBORError as exc:
+        raise DecodeError(key, f"bad CBOR: {exc}") from None
+    return _decode_doc(key, doc, Format.CBOR)
+
+
+def _decode_doc(key: str, doc: Any, fmt: Format) -> DecodedObject:
+    what = fmt.value.upper()
     if not isinstance(doc, dict):
-        raise DecodeError(key, "JSON value is not an object")
+        raise DecodeError(key, f"{what} value is not an object")
     m = doc.get("metadata") or {}
     if not isinstance(m, dict):
-        raise DecodeError(key, "JSON metadata is not an object")
+        raise DecodeError(key, f"{what} metadata is not an object")
     owners = tuple(
         OwnerReference(
             api_version=str(o.get("apiVersion", "")),
@@ -374,8 +395,8 @@ def _decode_json(key: str, value: bytes) -> DecodedObject:
         generate_name=str(m.get("generateName", "")),
         namespace=str(m.get("namespace", "")),
         uid=str(m.get("uid", "")),
-        labels=_str_map(key, m.get("labels")),
-        annotations=_str_map(key, m.get("annotations")),
+        labels=_str_map(key, m.get("labels"), what),
+        annotations=_str_map(key, m.get("annotations"), what),
         owner_references=owners,
         creation_timestamp=m.get("creationTimestamp"),
         deletion_timestamp=m.get("deletionTimestamp"),
@@ -384,15 +405,17 @@ def _decode_json(key: str, value: bytes) -> DecodedObject:
         api_version=str(doc.get("apiVersion", "")),
         kind=str(doc.get("kind", "")),
         meta=meta,
-        format=Format.JSON,
+        format=fmt,
         key=key,
         _doc=doc,
     )
 
 
-def _str_map(key: str, value: Any) -> Mapping[str, str]:
+def _str_map(key: str, value: Any, what: str) -> Mapping[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise DecodeError(key, "JSON metadata labels/annotations are not a string map")
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise DecodeError(key, f"{what} metadata labels/annotations are not a string map")
     return value

@@ -11,6 +11,7 @@ on the key (kind, name, namespace) never needs the object decoded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -183,9 +184,15 @@ def is_denylisted_kind(group: str, kind: str) -> bool:
     return any(e.covers_kind(group, kind) for e in _ENTRIES)
 
 
+@functools.cache
+def _entries_for(group: str, kind: str) -> tuple[DenyEntry, ...]:
+    """The entries about one group/kind, in order (decide() runs per key: no scans, no lower())."""
+    return tuple(e for e in _ENTRIES if e.covers_kind(group, kind))
+
+
 def check_key(subject: Subject) -> DenyEntry | None:
     """The first entry the key alone decides (no facts needed), if any."""
-    for entry in _ENTRIES:
+    for entry in _entries_for(subject.group, subject.kind):
         if not entry.needs_facts and entry.key_matches(subject):
             return entry
     return None
@@ -193,7 +200,7 @@ def check_key(subject: Subject) -> DenyEntry | None:
 
 def check_facts(subject: Subject, facts: Callable[[], ObjectFacts]) -> DenyEntry | None:
     """The first entry that needs the object and matches it; calls ``facts()`` only if needed."""
-    for entry in _ENTRIES:
+    for entry in _entries_for(subject.group, subject.kind):
         if entry.needs_facts and entry.key_matches(subject) and entry.facts_match(facts()):
             return entry
     return None
@@ -201,4 +208,4 @@ def check_facts(subject: Subject, facts: Callable[[], ObjectFacts]) -> DenyEntry
 
 def needs_facts(group: str, kind: str) -> bool:
     """Whether the deny-list may need the decoded object for this group/kind."""
-    return any(e.needs_facts and e.covers_kind(group, kind) for e in _ENTRIES)
+    return any(e.needs_facts for e in _entries_for(group, kind))

@@ -94,11 +94,10 @@ def test_wrong_key_and_missing_key_name() -> None:
         config([keyed("aescbc", ("k", 1))]).decrypt(key=KEY, value=sealed, group="", resource="configmaps")
 
 
-@pytest.mark.parametrize("prefix", [b"k8s:enc:kms:v1:plugin:", b"k8s:enc:kms:v2:plugin:"])
-def test_kms_not_supported(prefix: bytes) -> None:
-    cfg = config([{"kms": {"name": "plugin", "endpoint": "unix:///k.sock"}}, {"identity": {}}])
-    with pytest.raises(DecryptError, match="kms provider not supported yet"):
-        cfg.decrypt(key=KEY, value=prefix + b"\x00" * 40, group="", resource="secrets")
+def test_kms_value_of_unconfigured_plugin_is_a_decrypt_error() -> None:
+    cfg = config([{"kms": {"apiVersion": "v2", "name": "plugin", "endpoint": "unix:///k.sock"}}])
+    with pytest.raises(DecryptError, match="no kms key named 'other'"):
+        cfg.decrypt(key=KEY, value=b"k8s:enc:kms:v2:other:" + b"\x00" * 40, group="", resource="secrets")
 
 
 def test_wildcards_and_first_match() -> None:

@@ -119,7 +119,7 @@ def test_apps_group_version() -> None:
         (b"k8s\x00\x0a\x05ab", "bad protobuf"),
         (b"k8s\x00" + encode_len(1, s(1, "v1")), "no object"),
         (b"k8s\x00" + encode_len(2, b"") + s(3, "gzip"), "content encoding"),
-        (b"\xd9\xd9\xf7\xa0", "CBOR"),
+        (b"\xd9\xd9\xf7\xa1", "bad CBOR"),
         (b"k8s:enc:aescbc:v1:k:secretstuff", "encrypted"),
         (b"{not json", "bad JSON"),
         (b"[]", "unknown value format"),
