@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import cProfile
 import json
 import math
@@ -161,13 +162,15 @@ def cleanup() -> None:
     for e in list(_ETCDS):
         try:
             e.stop(timeout=5.0)
-        except Exception:  # noqa: BLE001 - best effort at exit
+        except Exception:
             e.kill()
     _ETCDS.clear()
 
 
 async def client(e: LocalEtcd) -> EtcdClient:
-    return await EtcdClient.connect(ClientConfig(endpoints=(e.endpoint,), request_timeout=60.0, keepalive_time=30.0))
+    return await EtcdClient.connect(
+        ClientConfig(endpoints=(e.endpoint,), request_timeout=60.0, keepalive_time=30.0)
+    )
 
 
 async def key_count(e: LocalEtcd, prefix: bytes = PREFIX) -> int:
@@ -179,6 +182,7 @@ async def key_count(e: LocalEtcd, prefix: bytes = PREFIX) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # the data set
+
 
 @dataclass
 class DataSet:
@@ -217,8 +221,14 @@ def configmap_update(rng: random.Random, ns: str, name: str) -> bytes:
     from replicator.kube import synth
 
     size = _size(rng)
-    return _value(synth.configmap(ns, name, labels={"app": name[:20]},
-                                  data={"config.yaml": _text(rng, size), "rev": str(rng.random())}))
+    return _value(
+        synth.configmap(
+            ns,
+            name,
+            labels={"app": name[:20]},
+            data={"config.yaml": _text(rng, size), "rev": str(rng.random())},
+        )
+    )
 
 
 def generate(ds: DataSet) -> Iterator[tuple[bytes, bytes]]:
@@ -239,8 +249,11 @@ def generate(ds: DataSet) -> Iterator[tuple[bytes, bytes]]:
     for ns in ds.namespaces:
         labels = {"kubernetes.io/metadata.name": ns, MIRROR_LABEL: "yes" if ns in ds.mirrored else "no"}
         yield emit("Namespace", f"/registry/namespaces/{ns}", _value(synth.namespace(ns, labels=labels)))
-    yield emit("CRD", f"/registry/apiextensions.k8s.io/customresourcedefinitions/{PLURAL}.{GROUP}",
-               _value(synth.crd(GROUP, KIND, PLURAL)))
+    yield emit(
+        "CRD",
+        f"/registry/apiextensions.k8s.io/customresourcedefinitions/{PLURAL}.{GROUP}",
+        _value(synth.crd(GROUP, KIND, PLURAL)),
+    )
     kinds = ("ConfigMap", "Secret", "Pod", KIND)
     weights = (35, 20, 30, 15)
     for i in range(ds.n - n_ns - 1):
@@ -263,8 +276,15 @@ def generate(ds: DataSet) -> Iterator[tuple[bytes, bytes]]:
             key = f"/registry/pods/{ns}/{name}"
             kind = "Pod (bound)" if node else "Pod"
         else:
-            v = synth.custom_resource(GROUP, "v1", KIND, ns, name, labels=labels,
-                                      spec={"replicas": i % 5, "payload": _text(rng, size)})
+            v = synth.custom_resource(
+                GROUP,
+                "v1",
+                KIND,
+                ns,
+                name,
+                labels=labels,
+                spec={"replicas": i % 5, "payload": _text(rng, size)},
+            )
             key = f"/registry/{GROUP}/{PLURAL}/{ns}/{name}"
         yield emit(kind, key, _value(v))
     ds.counts = counts
@@ -325,6 +345,7 @@ async def load(src: LocalEtcd, ds: DataSet) -> float:
 # ---------------------------------------------------------------------------------------------
 # 1. baseline
 
+
 async def baseline(src: LocalEtcd, dst: LocalEtcd) -> dict[str, float]:
     t0 = time.monotonic()
     async with await client(src) as s, await client(dst) as d:
@@ -334,25 +355,50 @@ async def baseline(src: LocalEtcd, dst: LocalEtcd) -> dict[str, float]:
                 await w.put(kv.key, kv.value)
         await w.close()
     dt = time.monotonic() - t0
-    return {"keys": w.keys, "bytes": w.bytes, "seconds": dt, "keys_s": w.keys / dt, "mb_s": w.bytes / dt / 1e6}
+    return {
+        "keys": w.keys,
+        "bytes": w.bytes,
+        "seconds": dt,
+        "keys_s": w.keys / dt,
+        "mb_s": w.bytes / dt / 1e6,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # 2. etcdctl make-mirror
 
+
 def count_via_etcdctl(e: LocalEtcd) -> int:
     out = subprocess.run(
-        [str(etcdctl_path()), f"--endpoints={e.endpoint}", "get", "--prefix", PREFIX.decode(), "--count-only",
-         "-w", "fields"],
-        capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=30, check=True,
+        [
+            str(etcdctl_path()),
+            f"--endpoints={e.endpoint}",
+            "get",
+            "--prefix",
+            PREFIX.decode(),
+            "--count-only",
+            "-w",
+            "fields",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+        timeout=30,
+        check=True,
     )
     m = re.search(r'"Count"\s*:\s*(\d+)', out.stdout)
     return int(m.group(1)) if m else 0
 
 
 def make_mirror(src: LocalEtcd, dst: LocalEtcd, total: int, cap: float, log: Path) -> dict[str, float]:
-    cmd = [str(etcdctl_path()), f"--endpoints={src.endpoint}", "make-mirror", f"--prefix={PREFIX.decode()}",
-           f"--dest-prefix={PREFIX.decode()}", dst.endpoint]
+    cmd = [
+        str(etcdctl_path()),
+        f"--endpoints={src.endpoint}",
+        "make-mirror",
+        f"--prefix={PREFIX.decode()}",
+        f"--dest-prefix={PREFIX.decode()}",
+        dst.endpoint,
+    ]
     with log.open("wb") as out:
         t0 = time.monotonic()
         p = popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "ETCDCTL_API": "3"})
@@ -371,22 +417,47 @@ def make_mirror(src: LocalEtcd, dst: LocalEtcd, total: int, cap: float, log: Pat
     # rate over the copying part: from the first sample with keys to the last
     first = next(((t, n) for t, n in samples if n > 0), (0.0, 0))
     rate = (n_end - first[1]) / (t_end - first[0]) if t_end > first[0] and n_end > first[1] else n_end / t_end
-    return {"keys": n_end, "seconds": t_end, "keys_s": rate, "capped": float(capped),
-            "extrapolated_seconds": total / rate if rate else float("inf")}
+    return {
+        "keys": n_end,
+        "seconds": t_end,
+        "keys_s": rate,
+        "capped": float(capped),
+        "extrapolated_seconds": total / rate if rate else float("inf"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # 3. replicator full sync (subprocess)
 
-def replicator_cmd(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str, *, once: bool,
-                   no_journal: bool = False, profile: Path | None = None) -> list[str]:
+
+def replicator_cmd(
+    src: LocalEtcd,
+    dst: LocalEtcd,
+    rules: Path,
+    journal: str,
+    *,
+    once: bool,
+    no_journal: bool = False,
+    profile: Path | None = None,
+) -> list[str]:
     wrapper = [sys.executable, str(Path(__file__).resolve()), "_run"]
     if no_journal:
         wrapper.append("--no-journal")
     if profile is not None:
         wrapper += ["--profile", str(profile)]
-    args = ["run", "--source-endpoints", src.endpoint, "--dest-endpoints", dst.endpoint, "--mirror-rule", str(rules),
-            "--journal", journal, "--log-format", "json"]
+    args = [
+        "run",
+        "--source-endpoints",
+        src.endpoint,
+        "--dest-endpoints",
+        dst.endpoint,
+        "--mirror-rule",
+        str(rules),
+        "--journal",
+        journal,
+        "--log-format",
+        "json",
+    ]
     if once:
         args.append("--once")
     return [*wrapper, "--", *args]
@@ -396,10 +467,8 @@ def parse_log(path: Path) -> list[dict[str, object]]:
     out = []
     for line in path.read_text(errors="replace").splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
-            except ValueError:
-                pass
     return out
 
 
@@ -415,13 +484,25 @@ def _sync_result(log: Path) -> dict[str, float] | None:
     return {"seconds": sync_s, "copied": copied, "keys_s": copied / sync_s}
 
 
-def full_sync(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str, log: Path, *, once: bool = True,
-              no_journal: bool = False, profile: Path | None = None, extra: tuple[str, ...] = (),
-              timeout: float = 900.0) -> tuple[dict[str, float], subprocess.Popen[bytes] | None]:
+def full_sync(
+    src: LocalEtcd,
+    dst: LocalEtcd,
+    rules: Path,
+    journal: str,
+    log: Path,
+    *,
+    once: bool = True,
+    no_journal: bool = False,
+    profile: Path | None = None,
+    extra: tuple[str, ...] = (),
+    timeout: float = 900.0,
+) -> tuple[dict[str, float], subprocess.Popen[bytes] | None]:
     """Run the replicator until its full sync is done. With ``once`` it exits and its peak RSS
     comes from wait4; otherwise it keeps running (returned, for the watch phase) and the peak RSS
     so far is VmHWM."""
-    cmd = replicator_cmd(src, dst, rules, journal, once=once, no_journal=no_journal, profile=profile) + list(extra)
+    cmd = replicator_cmd(src, dst, rules, journal, once=once, no_journal=no_journal, profile=profile) + list(
+        extra
+    )
     with log.open("wb") as out:
         t0 = time.monotonic()
         p = popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -454,12 +535,15 @@ def full_sync(src: LocalEtcd, dst: LocalEtcd, rules: Path, journal: str, log: Pa
 # ---------------------------------------------------------------------------------------------
 # 4. watch phase
 
+
 class Observer:
     """A separate process watching the destination checkpoint: lines of "monotonic revision"."""
 
     def __init__(self, dst: LocalEtcd, path: Path) -> None:
         self.path = path
-        self.proc = popen([sys.executable, str(Path(__file__).resolve()), "_observe", dst.endpoint, str(path)])
+        self.proc = popen(
+            [sys.executable, str(Path(__file__).resolve()), "_observe", dst.endpoint, str(path)]
+        )
         self._pos = 0
         self.times: list[float] = []
         self.revs: list[int] = []
@@ -519,8 +603,16 @@ class Writes:
     revs: list[int] = field(default_factory=list)
 
 
-async def drive(c: EtcdClient, ds: DataSet, *, rate: float | None, seconds: float, count: int | None = None,
-                concurrency: int = 64, pool: list[bytes] | None = None) -> Writes:
+async def drive(
+    c: EtcdClient,
+    ds: DataSet,
+    *,
+    rate: float | None,
+    seconds: float,
+    count: int | None = None,
+    concurrency: int = 64,
+    pool: list[bytes] | None = None,
+) -> Writes:
     """Puts of updated ConfigMaps: paced at ``rate``/s, or as fast as possible (rate None)."""
     rng = random.Random(11)
     pool = pool or [configmap_update(rng, *ds.update_targets[i % len(ds.update_targets)]) for i in range(256)]
@@ -543,7 +635,7 @@ async def drive(c: EtcdClient, ds: DataSet, *, rate: float | None, seconds: floa
     i = 0
     while True:
         now = time.monotonic()
-        if count is not None and i >= count or count is None and now - t0 >= seconds:
+        if (count is not None and i >= count) or (count is None and now - t0 >= seconds):
             break
         due = int((now - t0) * rate) + 1 if rate else i + concurrency
         if i >= due:
@@ -564,7 +656,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, int(math.ceil(p / 100 * len(s))) - 1)]
+    return s[min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1)]
 
 
 def lags(w: Writes, obs: Observer) -> dict[str, float]:
@@ -584,9 +676,19 @@ def lags(w: Writes, obs: Observer) -> dict[str, float]:
         "revisions": revs,
         "source_rev_s": revs / (last - first),
         "standby_rev_s": revs / (end - first) if end else 0.0,
-        "p50": pct(from_ack, 50), "p99": pct(from_ack, 99), "max": max(from_ack, default=float("nan")),
-        "p99_send": pct(from_send, 99), "missing": missing,
+        "p50": pct(from_ack, 50),
+        "p99": pct(from_ack, 99),
+        "max": max(from_ack, default=float("nan")),
+        "p99_send": pct(from_send, 99),
+        "missing": missing,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -599,8 +701,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
 
-async def watch_phase(rep: subprocess.Popen[bytes], log: Path, dst: LocalEtcd, src: LocalEtcd, ds: DataSet,
-                      work: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+async def watch_phase(
+    rep: subprocess.Popen[bytes],
+    log: Path,
+    dst: LocalEtcd,
+    src: LocalEtcd,
+    ds: DataSet,
+    work: Path,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, float]]:
     """``rep`` is the replicator that just finished its full sync and now follows the source."""
     obs = Observer(dst, work / "checkpoints.txt")
     results: dict[str, dict[str, float]] = {}
@@ -625,14 +734,22 @@ async def watch_phase(rep: subprocess.Popen[bytes], log: Path, dst: LocalEtcd, s
             finally:
                 os.kill(rep.pid, signal.SIGCONT)
             t_resume = time.monotonic()
+            cpu0 = cpu_seconds(rep.pid)
             ok = await obs.wait_for(max(backlog.revs), 120)
             t_done = obs.seen_at(max(backlog.revs)) if ok else time.monotonic()
-            results["catchup"] = {"revisions": n_backlog, "seconds": t_done - t_resume,
-                                  "rev_s": n_backlog / (t_done - t_resume), "complete": float(ok)}
+            cpu = cpu_seconds(rep.pid) - cpu0
+            results["catchup"] = {
+                "revisions": n_backlog,
+                "seconds": t_done - t_resume,
+                "rev_s": n_backlog / (t_done - t_resume),
+                "complete": float(ok),
+                "cpu": cpu / max(1e-9, time.monotonic() - t_resume),
+            }
             rss, hwm = rss_mb(rep.pid)
             results["memory"] = {"rss": rss, "hwm": hwm}
-            results["reconnects"] = {"n": float(sum("resuming the watch" in str(e.get("msg", ""))
-                                                    for e in parse_log(log)))}
+            results["reconnects"] = {
+                "n": float(sum("resuming the watch" in str(e.get("msg", "")) for e in parse_log(log)))
+            }
     finally:
         end_proc(rep, timeout=30)
         obs.stop()
@@ -641,6 +758,7 @@ async def watch_phase(rep: subprocess.Popen[bytes], log: Path, dst: LocalEtcd, s
 
 # ---------------------------------------------------------------------------------------------
 # hidden entry points (subprocesses of this script)
+
 
 def _run_entry(argv: list[str]) -> int:
     """`bench.py _run [--no-journal] [--profile F] -- <replicator args>`: the replicator CLI,
@@ -680,6 +798,7 @@ def top_functions(path: Path, n: int = 25) -> str:
 # ---------------------------------------------------------------------------------------------
 # report
 
+
 def fmt(x: float, digits: int = 0) -> str:
     if x != x or x in (float("inf"), float("-inf")):
         return "n/a"
@@ -694,64 +813,109 @@ def report(args: argparse.Namespace, ds: DataSet, r: dict[str, object]) -> str:
         rows.append((metric, value, target, "" if met is None else ("yes" if met else "**no**")))
 
     mean_kb = ds.total_bytes / ds.n / 1024
-    row("load (batched txns, 8 in flight)", f"{fmt(r['load_s'], 1)} s, {fmt(ds.n / r['load_s'])} keys/s, "
-        f"{fmt(ds.total_bytes / r['load_s'] / 1e6, 1)} MB/s")
-    row("baseline: plain batched writer (8 x 128 puts)",
-        f"{fmt(base['keys_s'])} keys/s, {fmt(base['mb_s'], 1)} MB/s ({fmt(base['seconds'], 1)} s)")
+    row(
+        "load (batched txns, 8 in flight)",
+        f"{fmt(r['load_s'], 1)} s, {fmt(ds.n / r['load_s'])} keys/s, "
+        f"{fmt(ds.total_bytes / r['load_s'] / 1e6, 1)} MB/s",
+    )
+    row(
+        "baseline: plain batched writer (8 x 128 puts)",
+        f"{fmt(base['keys_s'])} keys/s, {fmt(base['mb_s'], 1)} MB/s ({fmt(base['seconds'], 1)} s)",
+    )
     if mm:
-        extra = (f"; capped at {fmt(mm['seconds'])} s with {fmt(mm['keys'])} keys, full copy extrapolated to "
-                 f"{fmt(mm['extrapolated_seconds'])} s" if mm["capped"] else f" ({fmt(mm['seconds'], 1)} s)")
-        row("etcdctl make-mirror (all keys)", f"{fmt(mm['keys_s'])} keys/s, "
-            f"{fmt(mm['keys_s'] * mean_kb / 1024, 1)} MB/s{extra}")
+        extra = (
+            f"; capped at {fmt(mm['seconds'])} s with {fmt(mm['keys'])} keys, full copy extrapolated to "
+            f"{fmt(mm['extrapolated_seconds'])} s"
+            if mm["capped"]
+            else f" ({fmt(mm['seconds'], 1)} s)"
+        )
+        row(
+            "etcdctl make-mirror (all keys)",
+            f"{fmt(mm['keys_s'])} keys/s, {fmt(mm['keys_s'] * mean_kb / 1024, 1)} MB/s{extra}",
+        )
     sync_mb_s = rs["keys_s"] * r["copied_bytes_per_key"] / 1e6
-    row("replicator full sync: keys copied", f"{fmt(rs['copied'])} of {fmt(ds.n)} "
-        f"(rest: out of scope or deny-listed)")
-    row("replicator full sync: copied keys/s (sync phase)",
+    row(
+        "replicator full sync: keys copied",
+        f"{fmt(rs['copied'])} of {fmt(ds.n)} (rest: out of scope or deny-listed)",
+    )
+    row(
+        "replicator full sync: copied keys/s (sync phase)",
         f"{fmt(rs['keys_s'])} keys/s, {fmt(sync_mb_s, 1)} MB/s ({fmt(rs['seconds'], 1)} s; process wall "
-        f"{fmt(rs['wall'], 1)} s); cluster scan {fmt(ds.n / rs['seconds'])} keys/s")
+        f"{fmt(rs['wall'], 1)} s); cluster scan {fmt(ds.n / rs['seconds'])} keys/s",
+    )
     if mm:
         ratio = rs["keys_s"] / mm["keys_s"]
         row("full sync vs make-mirror", f"{fmt(ratio, 1)}x", ">= 10x", ratio >= 10)
     ratio_b = rs["keys_s"] / base["keys_s"]
     row("full sync vs plain batched writer", f"{fmt(100 * ratio_b)} %", ">= 75 %", ratio_b >= 0.75)
-    row("replicator peak RSS (full sync)", f"{fmt(rs['rss_mb'])} MB", "<= 200 MB at 1M keys, flat in N",
-        rs["rss_mb"] <= 200)
-    row("journal size on disk after full sync", f"{fmt(r['journal_bytes'] / 1e6, 1)} MB "
-        f"({fmt(r['journal_bytes'] / max(1, rs['copied']))} B/copied key)")
+    row(
+        "replicator peak RSS (full sync)",
+        f"{fmt(rs['rss_mb'])} MB",
+        "<= 200 MB at 1M keys, flat in N",
+        rs["rss_mb"] <= 200,
+    )
+    row(
+        "journal size on disk after full sync",
+        f"{fmt(r['journal_bytes'] / 1e6, 1)} MB "
+        f"({fmt(r['journal_bytes'] / max(1, rs['copied']))} B/copied key)",
+    )
     nj = r.get("sync_nojournal")
     if nj:
         cost = 1 - rs["keys_s"] / nj["keys_s"]
-        row("full sync without journal (record() no-op)", f"{fmt(nj['keys_s'])} keys/s, peak RSS {fmt(nj['rss_mb'])} MB")
+        row(
+            "full sync without journal (record() no-op)",
+            f"{fmt(nj['keys_s'])} keys/s, peak RSS {fmt(nj['rss_mb'])} MB",
+        )
         row("journal cost (throughput lost, full sync)", f"{fmt(100 * cost)} %", "<= 20 %", cost <= 0.20)
     w = r.get("watch")
     if w:
         pw, bw, cw = w["paced"], w["burst"], w["catchup"]
-        row(f"watch, paced {fmt(args.rate)} writes/s for {fmt(args.duration)} s",
+        row(
+            f"watch, paced {fmt(args.rate)} writes/s for {fmt(args.duration)} s",
             f"source {fmt(pw['source_rev_s'])} rev/s, standby {fmt(pw['standby_rev_s'])} rev/s "
-            f"({fmt(pw['revisions'])} revisions, {fmt(pw['missing'])} not seen)")
-        row("watch lag p50 / p99 / max (source ack -> standby checkpoint)",
+            f"({fmt(pw['revisions'])} revisions, {fmt(pw['missing'])} not seen)",
+        )
+        row(
+            "watch lag p50 / p99 / max (source ack -> standby checkpoint)",
             f"{fmt(pw['p50'], 1)} / {fmt(pw['p99'], 1)} / {fmt(pw['max'], 1)} ms "
-            f"(p99 from send: {fmt(pw['p99_send'], 1)} ms)", "p99 <= 100 ms", pw["p99"] <= 100)
-        row("watch, burst (writer as fast as it goes)",
+            f"(p99 from send: {fmt(pw['p99_send'], 1)} ms)",
+            "p99 <= 100 ms",
+            pw["p99"] <= 100,
+        )
+        row(
+            "watch, burst (writer as fast as it goes)",
             f"source {fmt(bw['source_rev_s'])} rev/s, standby {fmt(bw['standby_rev_s'])} rev/s; lag p50 "
-            f"{fmt(bw['p50'], 1)} ms, p99 {fmt(bw['p99'], 1)} ms")
-        row("watch, catch-up of a backlog (replicator alone)",
+            f"{fmt(bw['p50'], 1)} ms, p99 {fmt(bw['p99'], 1)} ms",
+        )
+        row(
+            "watch, catch-up of a backlog (replicator alone)",
             f"{fmt(cw['revisions'])} revisions in {fmt(cw['seconds'], 2)} s = {fmt(cw['rev_s'])} rev/s"
+            + f"; replicator CPU {fmt(100 * cw['cpu'])} % of one core"
             + ("" if cw["complete"] else " (INCOMPLETE after 120 s)"),
-            ">= 5,000 rev/s", cw["rev_s"] >= 5000 and bool(cw["complete"]))
-        row("replicator RSS in the watch phase", f"{fmt(w['memory']['rss'])} MB (peak {fmt(w['memory']['hwm'])} MB)")
+            ">= 5,000 rev/s",
+            cw["rev_s"] >= 5000 and bool(cw["complete"]),
+        )
+        row("watch stream broken and resumed (GOAWAY too_many_pings etc.)", fmt(w["reconnects"]["n"]))
+        row(
+            "replicator RSS in the watch phase",
+            f"{fmt(w['memory']['rss'])} MB (peak {fmt(w['memory']['hwm'])} MB)",
+        )
 
     counts = ", ".join(f"{k} {v}" for k, v in sorted(ds.counts.items()))
-    head = (f"### N = {ds.n:,} keys\n\n{counts}, {len(ds.namespaces)} namespaces "
-            f"({len(ds.mirrored)} selected); values 1-20 KB log-uniform, mean {mean_kb:.1f} KB, "
-            f"{ds.total_bytes / 1e6:,.0f} MB in all. Machine: {os.cpu_count()} cores; etcd "
-            f"--unsafe-no-fsync, journal: {r['journal_desc']}.\n\n")
+    head = (
+        f"### N = {ds.n:,} keys\n\n{counts}, {len(ds.namespaces)} namespaces "
+        f"({len(ds.mirrored)} selected); values 1-20 KB log-uniform, mean {mean_kb:.1f} KB, "
+        f"{ds.total_bytes / 1e6:,.0f} MB in all. Machine: {os.cpu_count()} cores; etcd "
+        f"--unsafe-no-fsync, journal: {r['journal_desc']}.\n\n"
+    )
     table = "| metric | value | target | met? |\n|---|---|---|---|\n" + "\n".join(
-        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
+        f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows
+    )
     return head + table + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 async def main_async(args: argparse.Namespace, work: Path) -> str:
     extra = tuple(args.replicator_args.split()) if args.replicator_args else ()
@@ -784,20 +948,18 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
     elif args.journal_url:
         journal, no_journal, r["journal_desc"] = args.journal_url, False, "given URL"
     else:
-        journal, no_journal, r["journal_desc"] = f"sqlite:///{work}/journal.db", False, "SQLite file on local disk"
-    if not args.no_journal_compare and not no_journal:
-        dst = start_etcd("nojournal", work)
-        r["sync_nojournal"], _ = full_sync(src, dst, rules, f"sqlite:///{work}/nj.db",
-                                           work / "sync-nojournal.log", no_journal=True, extra=extra)
-        stop_etcd(dst)
-        say(f"full sync without journal: {r['sync_nojournal']['keys_s']:.0f} keys/s")
-
+        journal, no_journal, r["journal_desc"] = (
+            f"sqlite:///{work}/journal.db",
+            False,
+            "SQLite file on local disk",
+        )
     dst = start_etcd("standby", work)
     prof = work / "run.prof" if args.profile else None
     watching = args.duration > 0
     log = work / "sync-and-watch.log"
-    r["sync"], rep = full_sync(src, dst, rules, journal, log, once=not watching, no_journal=no_journal,
-                               profile=prof, extra=extra)
+    r["sync"], rep = full_sync(
+        src, dst, rules, journal, log, once=not watching, no_journal=no_journal, profile=prof, extra=extra
+    )
     say(f"full sync: {r['sync']['keys_s']:.0f} keys/s, peak RSS {r['sync']['rss_mb']:.0f} MB")
     r["journal_bytes"] = sum(f.stat().st_size for f in work.glob("journal.db*"))
     async with await client(dst) as c:
@@ -810,6 +972,21 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
         say(f"watch phase: {args.rate} writes/s for {args.duration} s, then burst and catch-up")
         r["watch"] = await watch_phase(rep, log, dst, src, ds, work, args)
     stop_etcd(dst)
+    # after the measured run, so that it is not the one paying for a cold source
+    if not args.no_journal_compare and not no_journal:
+        dst = start_etcd("nojournal", work)
+        r["sync_nojournal"], _ = full_sync(
+            src,
+            dst,
+            rules,
+            f"sqlite:///{work}/nj.db",
+            work / "sync-nojournal.log",
+            no_journal=True,
+            extra=extra,
+        )
+        stop_etcd(dst)
+        say(f"full sync without journal: {r['sync_nojournal']['keys_s']:.0f} keys/s")
+
     stop_etcd(src)
 
     text = report(args, ds, r)
@@ -834,14 +1011,24 @@ def main() -> int:
     p.add_argument("--keys", type=int, default=100_000, help="objects in the source (default 100000)")
     p.add_argument("--rate", type=float, default=2000, help="watch-phase writes/s (default 2000)")
     p.add_argument("--duration", type=float, default=20, help="seconds of the paced watch phase (0: skip it)")
-    p.add_argument("--journal", choices=("sqlite", "none"), default="sqlite",
-                   help="journal of the measured runs (none: record() is a no-op)")
+    p.add_argument(
+        "--journal",
+        choices=("sqlite", "none"),
+        default="sqlite",
+        help="journal of the measured runs (none: record() is a no-op)",
+    )
     p.add_argument("--journal-url", help="SQLAlchemy URL of the journal instead (e.g. a PostgreSQL database)")
     p.add_argument("--no-journal-compare", action="store_true", help="skip the full sync without journal")
     p.add_argument("--skip-make-mirror", action="store_true")
-    p.add_argument("--make-mirror-cap", type=float, default=60, help="seconds make-mirror may run (default 60)")
-    p.add_argument("--profile", metavar="DIR", help="run the measured replicator under cProfile, keep stats in DIR")
-    p.add_argument("--replicator-args", default="", help="extra `replicator run` flags, e.g. '--keepalive-time 10s'")
+    p.add_argument(
+        "--make-mirror-cap", type=float, default=60, help="seconds make-mirror may run (default 60)"
+    )
+    p.add_argument(
+        "--profile", metavar="DIR", help="run the measured replicator under cProfile, keep stats in DIR"
+    )
+    p.add_argument(
+        "--replicator-args", default="", help="extra `replicator run` flags, e.g. '--keepalive-time 10s'"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, journal)")
     p.add_argument("--out", help="also write the markdown table to this file")
     args = p.parse_args()

@@ -15,16 +15,25 @@ pytestmark = pytest.mark.integration
 
 
 def replicator(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "replicator", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "replicator", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def common(source: LocalEtcd) -> list[str]:
-    return ["--source-endpoints", source.endpoint, "--mirror-rule", str(SEED_RULES),
-            "--encryption-provider-config", str(REAL / "encryption-config.yaml")]
+    return [
+        "--source-endpoints",
+        source.endpoint,
+        "--mirror-rule",
+        str(SEED_RULES),
+        "--encryption-provider-config",
+        str(REAL / "encryption-config.yaml"),
+    ]
 
 
-def test_dry_run_counts_per_rule_and_resource_and_writes_nothing(etcd_pair: tuple[LocalEtcd, LocalEtcd]) -> None:
+def test_dry_run_counts_per_rule_and_resource_and_writes_nothing(
+    etcd_pair: tuple[LocalEtcd, LocalEtcd],
+) -> None:
     source, dest = etcd_pair
     load_fixtures(source)
     before = dump(source.endpoint)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
-import sys
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +32,7 @@ def source_plaintext(key: str, value: bytes) -> bytes:
     secret = base64.b64decode(cfg["resources"][0]["providers"][0]["aescbc"]["keys"][0]["secret"])
     prefix = b"k8s:enc:aescbc:v1:key:"
     assert value.startswith(prefix), key
-    body = value[len(prefix):]
+    body = value[len(prefix) :]
     dec = Cipher(algorithms.AES(secret), modes.CBC(body[:16])).decryptor()
     padded = dec.update(body[16:]) + dec.finalize()
     unpadder = padding.PKCS7(128).unpadder()
@@ -44,10 +44,15 @@ def standby_config(tmp_path: Path) -> tuple[Path, bytes]:
     doc = {
         "apiVersion": "apiserver.config.k8s.io/v1",
         "kind": "EncryptionConfiguration",
-        "resources": [{"resources": ["secrets"], "providers": [
-            {"aesgcm": {"keys": [{"name": "standby", "secret": base64.b64encode(secret).decode()}]}},
-            {"identity": {}},
-        ]}],
+        "resources": [
+            {
+                "resources": ["secrets"],
+                "providers": [
+                    {"aesgcm": {"keys": [{"name": "standby", "secret": base64.b64encode(secret).decode()}]}},
+                    {"identity": {}},
+                ],
+            }
+        ],
     }
     path = tmp_path / "standby-encryption.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -67,7 +72,7 @@ async def test_secrets_are_reencrypted_for_a_standby_with_other_keys(
     for key in SECRETS:
         written = mirrored[key]
         assert written.startswith(prefix), key
-        body = written[len(prefix):]
+        body = written[len(prefix) :]
         # aesgcm binds the etcd key as associated data: decrypting under another key must fail.
         plain = AESGCM(secret).decrypt(body[:12], body[12:], key.encode())
         assert plain == source_plaintext(key, values[key])
@@ -82,16 +87,47 @@ def test_a_standby_config_that_cannot_write_stops_before_anything_is_written(
     source, dest = etcd_pair
     load_fixtures(source)
     bad = tmp_path / "kms-only.yaml"
-    bad.write_text(yaml.safe_dump({
-        "apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
-        "resources": [{"resources": ["secrets"], "providers": [
-            {"kms": {"apiVersion": "v2", "name": "vault", "endpoint": f"unix://{tmp_path}/nowhere.sock"}}]}],
-    }))
-    cmd = [sys.executable, "-m", "replicator", "run", "--source-endpoints", source.endpoint,
-           "--dest-endpoints", dest.endpoint, "--mirror-rule", str(SEED_RULES),
-           "--encryption-provider-config", str(REAL / "encryption-config.yaml"),
-           "--dest-encryption-provider-config", str(bad), "--once",
-           "--journal", f"sqlite:///{tmp_path / 'j.db'}"]
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "EncryptionConfiguration",
+                "resources": [
+                    {
+                        "resources": ["secrets"],
+                        "providers": [
+                            {
+                                "kms": {
+                                    "apiVersion": "v2",
+                                    "name": "vault",
+                                    "endpoint": f"unix://{tmp_path}/nowhere.sock",
+                                }
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "replicator",
+        "run",
+        "--source-endpoints",
+        source.endpoint,
+        "--dest-endpoints",
+        dest.endpoint,
+        "--mirror-rule",
+        str(SEED_RULES),
+        "--encryption-provider-config",
+        str(REAL / "encryption-config.yaml"),
+        "--dest-encryption-provider-config",
+        str(bad),
+        "--once",
+        "--journal",
+        f"sqlite:///{tmp_path / 'j.db'}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "--dest-encryption-provider-config" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -36,7 +36,9 @@ def load(server: LocalEtcd, *, cidr: str | None, ports: str | None, services: bo
     if ports is not None:
         values["/registry/ranges/servicenodeports"] = synth.range_allocation(ports, b"\x01")
     if services:
-        values[WEB] = synth.service("shop", "web", cluster_ip="10.96.7.7", type="NodePort", ports=(("http", 80),))
+        values[WEB] = synth.service(
+            "shop", "web", cluster_ip="10.96.7.7", type="NodePort", ports=(("http", 80),)
+        )
         values[HEADLESS] = synth.service("shop", "db", cluster_ip="None")
     for key, value in values.items():
         put_raw(server.endpoint, key, value)

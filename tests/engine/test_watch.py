@@ -151,7 +151,9 @@ async def test_restart_resumes_from_the_checkpoint_without_a_new_full_sync(
 
     async with mirroring(settings, synced=False) as task:
         state = await eventually(
-            lambda s: s.get(NEW_CM) == v and s.get(new_secret) == sv and "/registry/secrets/unique/test" not in s,
+            lambda s: (
+                s.get(NEW_CM) == v and s.get(new_secret) == sv and "/registry/secrets/unique/test" not in s
+            ),
             dest.endpoint,
         )
     result = task.result()
