@@ -59,6 +59,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from replicator.errors import JournalError, JournalSchemaError
 from replicator.journal import migrate
+from replicator.journal._fast import FastInserts, bind_processor_of
 from replicator.journal._rows import decision_row, managed_row, prefix_end, validate
 from replicator.journal.records import (
     Checkpoint,
@@ -98,6 +99,8 @@ class Journal:
         self._parsed = url
         self._url = migrate.masked(url)
         self._upsert = self._managed_upsert_statement()
+        self._fast = FastInserts(engine.dialect)
+        self._stamp = bind_processor_of(decisions.c.recorded_at, engine.dialect)
         self._values_upsert = self._values_upsert_statement()
         self._epoch_source: dict[int, int] = {}
 
@@ -178,21 +181,21 @@ class Journal:
         now = _now()
         with self._tx(f"record batch (epoch {batch.epoch_id})") as conn:
             if batch.decisions:
-                self._insert_many(
+                at = self._stamp(now)
+                self._fast.decisions(
                     conn,
-                    decisions,
                     [
-                        {
-                            "epoch_id": batch.epoch_id,
-                            "revision": d.revision,
-                            "key": d.key,
-                            "action": d.action,
-                            "reason": d.reason,
-                            "rule": d.rule,
-                            "value_digest": d.value_digest,
-                            "value_size": d.value_size,
-                            "recorded_at": now,
-                        }
+                        (
+                            batch.epoch_id,
+                            d.revision,
+                            d.key,
+                            d.action,
+                            d.reason,
+                            d.rule,
+                            d.value_digest,
+                            d.value_size,
+                            at,
+                        )
                         for d in batch.decisions
                     ],
                 )
@@ -207,18 +210,11 @@ class Journal:
                 chunk = list(batch.managed_deletes[start : start + _IN_CHUNK])
                 conn.execute(delete(managed_keys).where(managed_keys.c.key.in_(chunk)))
             if batch.managed_upserts:
-                self._insert_many(
+                at = self._stamp(now)
+                self._fast.managed(
                     conn,
-                    managed_keys,
                     [
-                        {
-                            "key": m.key,
-                            "mod_revision": m.mod_revision,
-                            "value_digest": m.value_digest,
-                            "epoch_id": batch.epoch_id,
-                            "rule": m.rule,
-                            "updated_at": now,
-                        }
+                        (m.key, m.mod_revision, m.value_digest, batch.epoch_id, m.rule, at)
                         for m in batch.managed_upserts
                     ],
                 )
