@@ -35,14 +35,19 @@ def check_journal(
     assert by_epoch, "the journal recorded no revision at all"
     for epoch, revs in by_epoch.items():
         if missing := journal_db.gaps(revs):
-            problems.append(f"epoch {epoch}: {len(missing)} revisions missing between {revs[0]} and "
-                            f"{revs[-1]}: {missing[:10]}")
+            problems.append(
+                f"epoch {epoch}: {len(missing)} revisions missing between {revs[0]} and "
+                f"{revs[-1]}: {missing[:10]}"
+            )
 
     counts = Counter(
         (int(e), int(r), k)
-        for e, r, k in journal_db.query(url, "SELECT d.epoch_id, d.revision, d.key FROM decisions d "
-                                             "JOIN revisions v ON v.epoch_id = d.epoch_id "
-                                             "AND v.revision = d.revision")
+        for e, r, k in journal_db.query(
+            url,
+            "SELECT d.epoch_id, d.revision, d.key FROM decisions d "
+            "JOIN revisions v ON v.epoch_id = d.epoch_id "
+            "AND v.revision = d.revision",
+        )
     )
     for epoch, revs in by_epoch.items():
         for r in revs:
@@ -65,8 +70,8 @@ def check_journal(
     managed = dict(journal_db.query(url, "SELECT key, value_digest FROM managed_keys"))
     if set(managed) != set(want):
         problems.append(
-            f"managed_keys differ from the expected destination: extra {sorted(set(managed) - set(want))[:8]}, "
-            f"missing {sorted(set(want) - set(managed))[:8]}"
+            "managed_keys differ from the expected destination: "
+            f"extra {sorted(set(managed) - set(want))[:8]}, missing {sorted(set(want) - set(managed))[:8]}"
         )
     wrong = [k for k in set(managed) & set(want) if managed[k] != hashlib.sha256(want[k]).hexdigest()]
     if wrong:

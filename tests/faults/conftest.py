@@ -6,18 +6,20 @@ The destination also holds standby-own keys (``OWN``) that the replicator must n
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from replicator.etcd.local import LocalEtcd
 from support import oracle  # tests/ is on sys.path: tests/faults is a package under it
 from support.postgres import PgServer, pg_server
 from support.proxy import Proxy
 from support.replicator import Replicator
+
+from replicator.etcd.local import LocalEtcd
 
 OWN = {
     "/registry/configmaps/standby-only/own": b"the standby's own configmap",
@@ -25,11 +27,6 @@ OWN = {
 }
 
 BACKENDS = ["sqlite", "postgresql"]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Until pyproject.toml declares it (warnings are errors, so an unknown marker fails collection).
-    config.addinivalue_line("markers", "faults: breaks real servers on purpose (tests/faults)")
 
 
 @dataclass
@@ -41,7 +38,9 @@ class Rig:
     rules: Path
     tmp: Path
 
-    def replicator(self, journal: str, *, extra: tuple[str, ...] = (), name: str = "replicator") -> Replicator:
+    def replicator(
+        self, journal: str, *, extra: tuple[str, ...] = (), name: str = "replicator"
+    ) -> Replicator:
         return Replicator(
             source=self.source_proxy.endpoint,
             dest=self.dest_proxy.endpoint,
@@ -50,6 +49,29 @@ class Rig:
             state_dir=self.tmp / "state",
             log_path=self.tmp / f"{name}.log",
             extra=extra,
+        )
+
+    def verify(self, journal: str) -> None:
+        """``replicator verify`` (another implementation's view) must report no drift."""
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "replicator",
+                "verify",
+                f"--source-endpoints={self.source.endpoint}",
+                f"--dest-endpoints={self.dest.endpoint}",
+                f"--mirror-rule={self.rules}",
+                f"--journal={journal}",
+                f"--state-dir={self.tmp / 'state'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, (
+            f"replicator verify exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
 
     def own_intact(self) -> None:

@@ -45,8 +45,6 @@ class Replicator:
             f"--state-dir={self.state_dir}",
             "--dial-timeout=1s",
             "--request-timeout=3s",
-            "--keepalive-time=1s",
-            "--keepalive-timeout=2s",
             *self.extra,
         ]
 
@@ -98,7 +96,9 @@ class Replicator:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-            raise AssertionError(f"replicator did not stop within {timeout}s of SIGTERM\n{self.log_tail()}")
+            raise AssertionError(
+                f"replicator did not stop within {timeout}s of SIGTERM\n{self.log_tail()}"
+            ) from None
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -117,14 +117,22 @@ class Replicator:
 
 
 def wait_for(
-    what: str, check: Callable[[], bool], *, timeout: float, interval: float = 0.2, log: str = ""
+    what: str,
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    rep: Replicator | None = None,
 ) -> None:
+    """Poll ``check``; with ``rep``, fail at once if it exits, and show its log on failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if rep is not None:
+            rep.assert_alive()
         if check():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{rep.log_tail() if rep else ''}")
 
 
 def synced(dest_endpoint: str) -> bool:

@@ -23,6 +23,7 @@ from replicator.etcd import ClientConfig, Delete, EtcdClient, EtcdError, Put
 from replicator.kube import synth
 
 NAMESPACES = ("ns-a", "ns-b", "ns-c", "ns-d")
+BULK_NS = "ns-bulk"
 
 
 def ns_key(ns: str) -> str:
@@ -68,18 +69,21 @@ class Workload:
         """Create the namespaces (half mirrored) and ``objects`` ConfigMaps/Secrets, synchronously."""
         asyncio.run(self._seed(objects))
 
-    def bulk(self, count: int, *, namespace: str = "ns-a", size: int = 64, batch: int = 100) -> None:
-        """``count`` small in-scope ConfigMaps ``bulk-<i>`` in ``namespace``, ``batch`` per txn."""
+    def bulk(self, count: int, *, namespace: str = BULK_NS, size: int = 64, batch: int = 100) -> None:
+        """``count`` small in-scope ConfigMaps ``bulk-<i>`` in ``namespace`` (created mirrored; the
+        background writer never relabels it), ``batch`` per transaction."""
 
         async def go() -> None:
             async with await self._client() as client:
+                await self._write(client, ns_key(namespace), self._namespace(namespace, mirrored=True))
                 value = synth.configmap(namespace, "bulk", labels={"app": "x"}, data={"v": "x" * size})
                 for start in range(0, count, batch):
                     ops = [
                         Put(cm_key(namespace, f"bulk-{i:06d}").encode(), value)
                         for i in range(start, min(count, start + batch))
                     ]
-                    await client.txn([], ops)
+                    result = await client.txn([], ops)
+                    self.writes.append((result.header.revision, ops[0].key.decode()))
 
         asyncio.run(go())
 
