@@ -66,6 +66,8 @@ class Settings:
     rev: int = 0
     """Start the watch at this source revision and skip the full sync (0: full sync first)."""
     once: bool = False
+    new_epoch: bool = False
+    """Start a new epoch with a full sync, also when the source changed or was restored."""
     """Full sync, remove managed keys no longer in scope, exit."""
     journal_url: str = ""
     journal_values: bool = False

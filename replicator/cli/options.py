@@ -81,6 +81,7 @@ _COMMON: dict[str, tuple[Any, Any, str]] = {
 _BOOLS: dict[str, tuple[bool, str]] = {
     "once": (False, "full sync, remove managed keys no longer in scope, exit"),
     "debug": (False, "debug logging"),
+    "new-epoch": (False, "start over with a full sync, also after the source changed or was restored"),
     "journal-values": (False, "keep copied values in the journal (for replay after compaction)"),
 }
 _SIDE_FIELDS: dict[str, tuple[Any, Any, str]] = {
@@ -233,6 +234,7 @@ def settings_from(
         page_size=opt("page-size"),
         rev=opt("rev"),
         once=opt("once"),
+        new_epoch=opt("new-epoch"),
         journal_url=opt("journal") or "",
         journal_values=opt("journal-values"),
         state_dir=Path(opt("state-dir")),

@@ -9,6 +9,7 @@ from replicator.etcd import EtcdClient
 from replicator.observability import Metrics
 
 from .evaluate import Evaluator
+from .guard import PositionGuard
 from .sink import JournalSink
 from .writer import DestWriter, Fence
 
@@ -30,6 +31,10 @@ class Context:
     def prefix(self) -> bytes:
         """The Kubernetes prefix with its trailing slash: the only keys ever read."""
         return (self.settings.kube_prefix.rstrip("/") + "/").encode()
+
+    def guard(self) -> PositionGuard:
+        """A new guard for one stream of source responses (each stream's revisions only grow)."""
+        return PositionGuard(cluster_id=self.source_cluster_id)
 
     def writer(self, *, epoch_id: int, ordered: bool) -> DestWriter:
         s = self.settings

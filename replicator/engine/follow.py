@@ -45,6 +45,7 @@ class Follower:
         self.writer.completed_revision = start_revision - 1
         self.applier = Applier(evaluator=ctx.evaluator, sink=ctx.sink, writer=self.writer)
         self._last_checkpoint = time.monotonic()
+        self.guard = ctx.guard()
         self.queue: asyncio.Queue[WatchBatch] = asyncio.Queue(maxsize=_QUEUE_BATCHES)
 
     @property
@@ -102,6 +103,8 @@ class Follower:
 
     async def step(self, batches: list[WatchBatch]) -> None:
         """Apply a run of watch responses; the thin loop above is all that is not tested directly."""
+        for b in batches:
+            self.guard.check(b.header)
         events = [e for b in batches for e in b.events]
         progress_to = max((b.header.revision for b in batches if b.progress and not b.events), default=0)
         managed = await self.applier.managed_among(list({e.kv.key.decode() for e in events}))

@@ -90,6 +90,7 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
     writer = ctx.writer(epoch_id=epoch_id, ordered=False)
     applier = Applier(evaluator=ctx.evaluator, sink=ctx.sink, writer=writer)
     scanned: set[ResourceType] = set()
+    guard = ctx.guard()
     try:
         for number, phase in enumerate(ctx.evaluator.rules.phases(), start=1):
             types = sorted((rt for rt in ctx.evaluator.types_for(phase) if rt not in scanned), key=owner_rank)
@@ -105,6 +106,7 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
                 async for page in scan(
                     ctx.source, prefix, revision=revision, page_size=ctx.settings.page_size
                 ):
+                    guard.check(page.header)
                     await applier.apply_kvs(page.kvs)
             await writer.submit()
             await writer.drain()

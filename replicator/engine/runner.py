@@ -180,12 +180,28 @@ async def _start(ctx: Context) -> tuple[int, int, bool]:
     s = ctx.settings
     journal = ctx.sink.journal
     state = await ctx.fence.load(ctx.dest)
+    head = (await ctx.source.status()).header
+    ctx.guard().check(head)
     if state is not None and str(state.get("source_cluster_id")) != str(ctx.source_cluster_id):
-        raise MirrorStopped(
-            f"destination checkpoint {CHECKPOINT_KEY} was written for source cluster "
-            f"{state.get('source_cluster_id')}, but the source is cluster {ctx.source_cluster_id}: "
-            "a different or restored source. Stopping."
-        )
+        if not s.new_epoch:
+            raise MirrorStopped(
+                f"destination checkpoint {CHECKPOINT_KEY} was written for source cluster "
+                f"{int(str(state.get('source_cluster_id'))):x}, but the source is cluster "
+                f"{ctx.source_cluster_id:x}: "
+                "a different or restored source. Stopping (use --new-epoch to mirror it from scratch)."
+            )
+        return await _new_epoch(ctx, "cluster-changed")
+    checkpointed = state.get("revision") if state is not None else None
+    if isinstance(checkpointed, int) and head.revision < checkpointed:
+        if not s.new_epoch:
+            raise MirrorStopped(
+                f"the source is at revision {head.revision}, behind the destination checkpoint "
+                f"({checkpointed}): it was restored from a snapshot. Stopping (use --new-epoch to "
+                "mirror it from scratch)."
+            )
+        return await _new_epoch(ctx, "cluster-changed")
+    if s.new_epoch:
+        return await _new_epoch(ctx, "operator")
     if s.rev:
         epoch = await ctx.sink.call(
             lambda: journal.open_epoch(run_id=ctx.run_id, reason="operator", start_revision=s.rev)
@@ -212,10 +228,15 @@ async def _start(ctx: Context) -> tuple[int, int, bool]:
             revision = noted.revision
         log.info("resuming after the checkpoint", extra={"epoch": epoch_row.id, "revision": revision})
         return epoch_row.id, revision + 1, False
-    reason: EpochReason = "first-start" if state is None else "resync"
+    return await _new_epoch(ctx, "first-start" if state is None else "resync")
+
+
+async def _new_epoch(ctx: Context, reason: EpochReason) -> tuple[int, int, bool]:
+    journal = ctx.sink.journal
     epoch = await ctx.sink.call(
         lambda: journal.open_epoch(run_id=ctx.run_id, reason=reason, start_revision=0)
     )
+    log.info("new epoch (%s): full sync", reason, extra={"epoch": epoch})
     return epoch, 0, True
 
 

@@ -1,0 +1,64 @@
+"""A different or restored source stops the mirror, unless the operator asks for a new epoch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from replicator.etcd.local import LocalEtcd
+
+from .conftest import CHECKPOINT, EXPECTED_KEYS, REAL, SEED_RULES, dump, load_fixtures, need_fixtures, put_raw
+
+pytestmark = pytest.mark.integration
+
+
+def run(source: LocalEtcd, dest: LocalEtcd, journal: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "replicator",
+        "run",
+        "--source-endpoints",
+        source.endpoint,
+        "--dest-endpoints",
+        dest.endpoint,
+        "--mirror-rule",
+        str(SEED_RULES),
+        "--encryption-provider-config",
+        str(REAL / "encryption-config.yaml"),
+        "--journal",
+        f"sqlite:///{journal}",
+        "--once",
+        *extra,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_another_source_cluster_stops_the_mirror_until_a_new_epoch_is_asked_for(
+    etcd_factory: object, tmp_path: Path
+) -> None:
+    need_fixtures()
+    factory = etcd_factory  # type: ignore[assignment]
+    first, dest, second = factory("first"), factory("dest"), factory("second")  # type: ignore[operator]
+    values = load_fixtures(first)
+    journal = tmp_path / "j.db"
+    assert run(first, dest, journal).returncode == 0
+    before = dump(dest.endpoint)
+
+    # The "primary" is now another cluster holding only one of the keys.
+    only = "/registry/namespaces/unique"
+    put_raw(second.endpoint, only, values[only])
+    refused = run(second, dest, journal)
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("replicator:")]
+    assert len(errors) == 1 and "different or restored source" in errors[0], refused.stderr
+    assert dump(dest.endpoint) == before  # nothing written
+
+    accepted = run(second, dest, journal, "--new-epoch")
+    assert accepted.returncode == 0, accepted.stderr
+    after = dump(dest.endpoint)
+    assert set(after) == {only, CHECKPOINT}  # the first cluster's other keys were ours: pruned
+    assert set(before) == EXPECTED_KEYS | {CHECKPOINT}
