@@ -70,6 +70,9 @@ class Settings:
     """Start a new epoch with a full sync, also when the source changed or was restored."""
     """Full sync, remove managed keys no longer in scope, exit."""
     journal_url: str = ""
+    journal_retention: int = 0
+    """Keep decision rows for this many source revisions behind the checkpoint (0: keep all).
+    Pruned every 10 minutes; the checkpoint, managed keys, epochs and runs are never pruned."""
     journal_values: bool = False
     """Keep copied values (as stored: encrypted stays encrypted) in the journal, for replay after
     the source has compacted them. Costs journal space roughly equal to the mirrored data."""
@@ -98,6 +101,8 @@ class Settings:
             raise ConfigError(f"--inflight-txns: {self.inflight_txns} is outside 1..64")
         if not 1 <= self.page_size <= 100_000:
             raise ConfigError(f"--page-size: {self.page_size} is outside 1..100000")
+        if self.journal_retention < 0:
+            raise ConfigError(f"--journal-retention: {self.journal_retention} must be >= 0")
         if self.rev < 0:
             raise ConfigError(f"--rev: {self.rev} must be >= 0")
         if self.services not in ("auto", "copy", "skip"):

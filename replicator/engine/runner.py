@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, describe
-from replicator.errors import ConfigError, MirrorStopped
+from replicator.errors import ConfigError, JournalUnavailable, MirrorStopped
 from replicator.etcd import ClientConfig, EtcdClient, EtcdCompacted, EtcdUnavailable
 from replicator.journal import EpochReason, Journal, RunStatus, current_revision, default_url
 from replicator.observability import Metrics, get_logger
@@ -42,6 +42,7 @@ from .writer import Fence
 log = get_logger("runner")
 
 T = TypeVar("T")
+_RETENTION_EVERY = 600.0  # seconds between retention passes
 _FINAL_FLUSH = 10.0  # seconds: how long a stop waits to commit the last complete revisions
 
 
@@ -140,7 +141,12 @@ async def run(
             dest_cluster_id=dest_id,
         )
         await _guard_services(ctx)
-        result = await _supervise(ctx, stop=stop or asyncio.Event(), on_synced=on_synced)
+        pruner = asyncio.create_task(_retain(ctx), name="journal-retention")
+        try:
+            result = await _supervise(ctx, stop=stop or asyncio.Event(), on_synced=on_synced)
+        finally:
+            pruner.cancel()
+            await asyncio.gather(pruner, return_exceptions=True)
         status = "completed" if settings.once else "stopped"
         return result
     except MirrorStopped:
@@ -154,6 +160,23 @@ async def run(
         await dest.close()
         sink.close()
         evaluator.close()
+
+
+async def _retain(ctx: Context) -> None:
+    """Retention: every ``_RETENTION_EVERY`` seconds drop decision rows far behind the checkpoint."""
+    keep = ctx.settings.journal_retention
+    if not keep:
+        return
+    journal = ctx.sink.journal
+    while True:
+        await asyncio.sleep(_RETENTION_EVERY)
+        try:
+            gone = await ctx.sink.call(lambda: journal.prune(keep_revisions=keep))
+        except JournalUnavailable as exc:
+            log.warning("journal retention skipped: %s", exc)
+            continue
+        if gone:
+            log.info("journal retention: removed %d rows more than %d revisions old", gone, keep)
 
 
 async def _guard_services(ctx: Context) -> None:
