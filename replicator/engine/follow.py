@@ -139,6 +139,7 @@ class Follower:
             await self.applier.apply_delete(
                 kv.key, revision=revision, managed=is_managed, reason="deleted on source"
             )
+            _remember(managed, info.key, self.writer.managed_state(info.key))
             return
         if is_crd(info):
             ev.add_crd(info, kv.value)
@@ -149,6 +150,7 @@ class Follower:
         verdict = await self.applier.evaluate(kv, info)
         is_managed = _managed(self.writer.managed_state(info.key), info.key in managed)
         await self.applier.apply_one(kv, verdict, managed=is_managed, revision=revision)
+        _remember(managed, info.key, self.writer.managed_state(info.key))
         if relabelled:
             await self._reevaluate_namespace(info.name, revision=revision)
 
@@ -175,3 +177,12 @@ class Follower:
 
 def _managed(in_flight: bool | None, journaled: bool) -> bool:
     return journaled if in_flight is None else in_flight
+
+
+def _remember(managed: set[str], key: str, decided: bool | None) -> None:
+    """Keep the step's managed set current: the writer's in-flight entry for ``key`` may be gone
+    (journaled) before a later event of the same step asks about it."""
+    if decided is True:
+        managed.add(key)
+    elif decided is False:
+        managed.discard(key)

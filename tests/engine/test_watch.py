@@ -12,6 +12,7 @@ import pytest
 
 from replicator.config import Settings
 from replicator.engine import runner
+from replicator.etcd import ClientConfig, EtcdClient
 from replicator.etcd.local import LocalEtcd
 from replicator.journal import Journal
 from replicator.kube import synth
@@ -167,3 +168,33 @@ async def test_restart_resumes_from_the_checkpoint_without_a_new_full_sync(
     finally:
         journal.close()
     assert status.epoch is not None and status.epoch.id == 1
+
+
+async def test_a_key_created_and_deleted_within_one_long_catch_up_is_deleted(
+    etcd_pair: tuple[LocalEtcd, LocalEtcd], make_settings: Callable[..., Settings]
+) -> None:
+    """Catching up, one step can span many transactions; a copy journaled mid-step must still be
+    known as managed when its delete arrives later in the same step."""
+    source, dest = etcd_pair
+    load_fixtures(source)
+    settings = make_settings(source, dest)
+    async with mirroring(settings):
+        pass
+    victims = [f"/registry/configmaps/unit-test/victim{i}" for i in range(3)]
+    fillers = 600  # several destination transactions between each create and its delete
+    async with await EtcdClient.connect(ClientConfig(endpoints=(source.endpoint,))) as client:
+        for round_, victim in enumerate(victims):
+            await client.put(victim.encode(), cm({KIND: "x"}, "victim"))
+            for start in range(0, fillers, 100):
+                keys = [
+                    f"/registry/configmaps/unit-test/filler-{round_}-{i}" for i in range(start, start + 100)
+                ]
+                await asyncio.gather(*[client.put(k.encode(), cm({KIND: "x"}, k)) for k in keys])
+            await client.delete(victim.encode())
+    async with mirroring(settings, synced=False):
+        state = await eventually(
+            lambda s: sum(k.startswith("/registry/configmaps/unit-test/filler-") for k in s) == 3 * fillers,
+            dest.endpoint,
+            within=60,
+        )
+    assert not set(victims) & set(state)
