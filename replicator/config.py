@@ -103,6 +103,8 @@ class Settings:
             raise ConfigError(f"--page-size: {self.page_size} is outside 1..100000")
         if self.journal_retention < 0:
             raise ConfigError(f"--journal-retention: {self.journal_retention} must be >= 0")
+        if self.rev and self.once:
+            raise ConfigError("--rev and --once: --once is a full sync and --rev skips it; choose one")
         if self.rev < 0:
             raise ConfigError(f"--rev: {self.rev} must be >= 0")
         if self.services not in ("auto", "copy", "skip"):

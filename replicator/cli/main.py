@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from replicator import __version__
 from replicator.config import Settings, describe
 from replicator.engine import runner
-from replicator.errors import ConfigError, ReplicatorError
+from replicator.errors import ConfigError, JournalSchemaError, ReplicatorError
 from replicator.observability import setup_logging
 
 from . import journal_cmd, replay_cmd, rules_cmd, verify_cmd
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return verify_cmd.main(args)
         if args.command == "replay":
             return replay_cmd.main(args)
-    except ConfigError as exc:
+    except (ConfigError, JournalSchemaError) as exc:
         print(f"replicator: {exc}", file=sys.stderr)
         return 2
     except ReplicatorError as exc:
@@ -98,8 +98,13 @@ async def _run_async(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     result = await runner.run(settings, stop=stop)
+    where = (
+        f"stopped at source revision {result.revision}"
+        if result.revision >= 0
+        else "stopped before the full sync completed (the next start syncs again)"
+    )
     print(
-        f"stopped at source revision {result.revision} (epoch {result.epoch_id}): "
+        f"{where} (epoch {result.epoch_id}): "
         f"{result.metrics['keys_copied']} copied, {result.metrics['keys_skipped']} skipped, "
         f"{result.metrics['keys_deleted']} deleted, {result.metrics['keys_failed']} failed",
         file=sys.stderr,

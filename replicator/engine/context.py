@@ -9,9 +9,10 @@ from replicator.etcd import EtcdClient
 from replicator.observability import Metrics
 
 from .evaluate import Evaluator
+from .fence import Fence
 from .guard import PositionGuard
 from .sink import JournalSink
-from .writer import DestWriter, Fence
+from .writer import DestWriter
 
 
 @dataclass(slots=True)

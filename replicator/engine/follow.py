@@ -23,6 +23,7 @@ from replicator.observability import get_logger
 from .apply import Applier
 from .context import Context
 from .evaluate import is_crd, is_namespace
+from .fence import HEARTBEAT
 from .streams import WatchBuffer, scan
 from .writer import DestWriter
 
@@ -119,6 +120,7 @@ class Follower:
 
     async def flush(self, *, force: bool) -> None:
         now = time.monotonic()
+        force = force or now - self._last_checkpoint >= HEARTBEAT
         if not force and now - self._last_checkpoint < _IDLE_CHECKPOINT:
             return
         if not force and self.writer.checkpointed == self.writer.completed_revision:

@@ -13,6 +13,7 @@ revision in a fenced transaction. Everything after that revision comes from the 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 
@@ -24,7 +25,9 @@ from replicator.observability import get_logger
 from .apply import Applier
 from .context import Context
 from .evaluate import Evaluator, is_crd, is_namespace
+from .fence import HEARTBEAT
 from .streams import scan
+from .writer import DestWriter
 
 log = get_logger("fullsync")
 
@@ -89,6 +92,7 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
     await load_context(ctx.source, ctx.evaluator, revision=revision, page_size=ctx.settings.page_size)
     writer = ctx.writer(epoch_id=epoch_id, ordered=False)
     applier = Applier(evaluator=ctx.evaluator, sink=ctx.sink, writer=writer)
+    beating = asyncio.create_task(_heartbeat(writer), name="sync-heartbeat")
     scanned: set[ResourceType] = set()
     guard = ctx.guard()
     try:
@@ -113,8 +117,10 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
         await writer.submit()
         await writer.drain()
         await prune(ctx, applier, epoch_id=epoch_id, revision=revision)
+        await _stop(beating)
         await writer.finish(checkpoint=revision, phase="watching")
     except BaseException:
+        await _stop(beating)
         await writer.abort()
         raise
     log.info(
@@ -126,6 +132,20 @@ async def full_sync(ctx: Context, *, epoch_id: int, revision: int) -> int:
         extra={"epoch": epoch_id, "revision": revision},
     )
     return revision
+
+
+async def _heartbeat(writer: DestWriter) -> None:
+    """Keep the checkpoint moving during a long sync, so no second replicator starts meanwhile."""
+    while True:
+        await asyncio.sleep(HEARTBEAT)
+        await writer.heartbeat(revision=0, phase="syncing")
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    results = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(results[0], Exception):
+        raise results[0]
 
 
 async def prune(ctx: Context, applier: Applier, *, epoch_id: int, revision: int) -> None:

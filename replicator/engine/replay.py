@@ -36,11 +36,11 @@ from replicator.observability import get_logger
 
 from . import runner
 from .evaluate import Evaluator
+from .fence import Fence
 from .fullsync import load_context
 from .preview import build_evaluator
 from .retry import etcd_policy, retrying
 from .sink import JournalSink
-from .writer import Fence
 
 log = get_logger("replay")
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, describe
+from replicator.config import CHECKPOINT_KEY, EndpointSettings, Settings, describe, mask_url
 from replicator.errors import ConfigError, JournalUnavailable, MirrorStopped
 from replicator.etcd import ClientConfig, EtcdClient, EtcdCompacted, EtcdUnavailable
 from replicator.journal import EpochReason, Journal, RunStatus, current_revision, default_url
@@ -29,6 +31,7 @@ from replicator.observability import Metrics, get_logger
 
 from .context import Context
 from .evaluate import Evaluator
+from .fence import Fence
 from .follow import Follower
 from .fullsync import full_sync, load_context
 from .preview import build_evaluator
@@ -37,7 +40,6 @@ from .services import read_ranges
 from .services import verdict as services_verdict
 from .sink import JournalSink
 from .streams import WatchBuffer
-from .writer import Fence
 
 log = get_logger("runner")
 
@@ -68,6 +70,14 @@ def client_config(ep: EndpointSettings, s: Settings) -> ClientConfig:
         keepalive_timeout=s.keepalive_timeout,
         request_timeout=s.request_timeout,
     )
+
+
+def replicator_identity(s: Settings) -> str:
+    """Who this replicator is across restarts: its host and its journal. A run id starts with it,
+    so a restart (say after a crash) recognises its own predecessor's checkpoint and need not wait
+    to see whether that one is still alive."""
+    digest = hashlib.sha256(mask_url(journal_url(s)).encode()).hexdigest()[:10]
+    return f"{socket.gethostname()}:{digest}"
 
 
 def journal_url(s: Settings) -> str:
@@ -127,7 +137,9 @@ async def run(
                 source_cluster_id=source_id, dest_cluster_id=dest_id, settings=describe(settings)
             )
         )
-        fence = Fence(key=CHECKPOINT_KEY.encode(), run_id=uuid.uuid4().hex)
+        fence = Fence(
+            key=CHECKPOINT_KEY.encode(), run_id=f"{replicator_identity(settings)}/{uuid.uuid4().hex[:12]}"
+        )
         ctx = Context(
             settings=settings,
             source=source,
@@ -268,6 +280,14 @@ async def _supervise(
 ) -> RunResult:
     epoch, start, need_sync = await _start(ctx)
     revision = start - 1
+    await ctx.fence.wait_until_idle(ctx.dest)
+    claimed = ctx.fence.value(
+        revision=0 if need_sync else revision,
+        epoch=epoch,
+        source_cluster_id=ctx.source_cluster_id,
+        phase="syncing" if need_sync else "watching",
+    )
+    await ctx.fence.claim(ctx.dest, claimed)
     while True:
         buffer: WatchBuffer | None = None
         if need_sync:

@@ -42,10 +42,11 @@ from replicator.observability import Metrics, get_logger
 from . import runner
 from .context import Context
 from .evaluate import Evaluation, Evaluator, Verdict
+from .fence import Fence
 from .fullsync import load_context
 from .preview import build_evaluator
 from .sink import JournalSink
-from .writer import Fence, digest
+from .writer import digest
 
 log = get_logger("verify")
 

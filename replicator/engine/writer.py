@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from replicator.errors import MirrorStopped
 from replicator.etcd import (
-    Compare,
     Delete,
     EtcdClient,
     EtcdRequestTooLarge,
     EtcdTooManyOps,
-    Get,
     Put,
 )
 from replicator.journal import DecisionRecord, JournalBatch, ManagedKey
 from replicator.observability import Metrics, get_logger
 
+from .fence import Fence
 from .retry import etcd_policy
 from .sink import JournalSink
 
@@ -90,35 +87,6 @@ class Pending:
 
     def empty(self) -> bool:
         return not self.ops and not self.decisions and not self.revisions
-
-
-class Fence:
-    """The destination checkpoint key: who may write, and the last revision committed."""
-
-    def __init__(self, *, key: bytes, run_id: str) -> None:
-        self.key = key
-        self.run_id = run_id
-        self.mod_revision = 0
-        self.state: dict[str, object] | None = None
-
-    async def load(self, dest: EtcdClient) -> dict[str, object] | None:
-        kv = await dest.get(self.key)
-        self.mod_revision = kv.mod_revision if kv else 0
-        self.state = json.loads(kv.value) if kv else None
-        return self.state
-
-    def compare(self) -> Compare:
-        return Compare(self.key, "mod", "=", self.mod_revision)
-
-    def value(self, *, revision: int, epoch: int, source_cluster_id: int, phase: str) -> bytes:
-        doc = {
-            "revision": revision,
-            "epoch": epoch,
-            "source_cluster_id": str(source_cluster_id),
-            "phase": phase,
-            "run": self.run_id,
-        }
-        return json.dumps(doc, sort_keys=True).encode()
 
 
 class DestWriter:
@@ -405,8 +373,8 @@ class DestWriter:
             return []
         except (EtcdRequestTooLarge, EtcdTooManyOps):
             if len(ops) <= 1:
-                if ckpt_put is not None:
-                    await self._txn([], ckpt_put)
+                if ckpt_put is not None:  # alone, without the checkpoint riding along
+                    return await self._apply(ops, None) + await self._apply([], ckpt_put)
                 key = ops[0].key.decode() if ops else "<checkpoint>"
                 log.error("value too large for the destination's request limit; skipped", extra={"key": key})
                 return [key]
@@ -422,28 +390,19 @@ class DestWriter:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.metrics.txn_retries += 1
-                result = await self.dest.txn([self.fence.compare()], success, [Get(self.fence.key)])
-                if not result.succeeded:
-                    self._fence_lost(result.responses, ckpt_put)
-                    return
+                while True:
+                    result = await self.dest.txn([self.fence.compare()], success)
+                    if result.succeeded:
+                        break
+                    if not await self.fence.check_lost(self.dest, ckpt_put):
+                        return  # an earlier attempt of this very transaction committed
                 self.metrics.txns += 1
                 if ckpt_put is not None:
                     self.fence.mod_revision = result.header.revision
 
-    def _fence_lost(self, responses: tuple[object, ...], ckpt_put: Put | None) -> None:
-        """The checkpoint moved under us: our own lost-response retry, or another writer."""
-        kvs = responses[0] if responses else ()
-        current = kvs[0] if isinstance(kvs, tuple) and kvs else None
-        if ckpt_put is not None and current is not None and current.value == ckpt_put.value:
-            self.fence.mod_revision = current.mod_revision  # our previous attempt committed
-            return
-        owner = "unknown"
-        if current is not None:
-            try:
-                owner = str(json.loads(current.value).get("run"))
-            except ValueError:
-                owner = "unreadable"
-        raise MirrorStopped(
-            f"destination checkpoint {self.fence.key.decode()} was changed by another writer (run {owner}); "
-            "two replicators must not write the same standby. Stopping."
+    async def heartbeat(self, *, revision: int, phase: str) -> None:
+        """Rewrite the checkpoint (same revision) so that a starting replicator sees us alive."""
+        value = self.fence.value(
+            revision=revision, epoch=self.epoch_id, source_cluster_id=self.source_cluster_id, phase=phase
         )
+        await self._txn([], Put(self.fence.key, value))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from replicator.config import Settings
+from replicator.engine import runner
 from replicator.etcd.local import LocalEtcd
+from replicator.kube import synth
 
 from .conftest import CHECKPOINT, EXPECTED_KEYS, REAL, SEED_RULES, dump, load_fixtures, need_fixtures, put_raw
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def run(source: LocalEtcd, dest: LocalEtcd, journal: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -62,3 +67,40 @@ def test_another_source_cluster_stops_the_mirror_until_a_new_epoch_is_asked_for(
     after = dump(dest.endpoint)
     assert set(after) == {only, CHECKPOINT}  # the first cluster's other keys were ours: pruned
     assert set(before) == EXPECTED_KEYS | {CHECKPOINT}
+
+
+async def test_a_second_replicator_on_a_live_standby_is_refused_and_the_first_goes_on(
+    etcd_pair: tuple[LocalEtcd, LocalEtcd], make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    source, dest = etcd_pair
+    load_fixtures(source)
+    stop = asyncio.Event()
+    synced = asyncio.Event()
+    first = asyncio.create_task(
+        runner.run(make_settings(source, dest), stop=stop, on_synced=lambda _: synced.set())
+    )
+    await asyncio.wait_for(synced.wait(), 30)
+    before = dump(dest.endpoint)
+
+    second = await asyncio.to_thread(run, source, dest, tmp_path / "other-journal.db")  # another replicator
+
+    assert second.returncode == 1
+    errors = [line for line in second.stderr.splitlines() if line.startswith("replicator:")]
+    assert len(errors) == 1 and "another replicator" in errors[0], second.stderr
+    assert {k: v for k, v in dump(dest.endpoint).items() if k != CHECKPOINT} == {
+        k: v for k, v in before.items() if k != CHECKPOINT
+    }
+    put_raw(
+        source.endpoint,
+        "/registry/configmaps/unit-test/after",
+        synth.configmap("unit-test", "after", labels={"test.io/namespace-kind": "x"}, data={}),
+    )
+    for _ in range(100):
+        if "/registry/configmaps/unit-test/after" in dump(dest.endpoint):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the first replicator stopped mirroring")
+    assert not first.done()
+    stop.set()
+    await asyncio.wait_for(first, 30)
