@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,4 +116,36 @@ def run_etcdctl_del(endpoint: str, key: str) -> None:
         check=True,
         capture_output=True,
         timeout=30,
+    )
+
+
+def replicator_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m replicator ARGS`` as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "replicator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_once(
+    source: str, dest: str, journal: Path, *extra: str, rules: Path = SEED_RULES, encrypted: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`replicator run --once` from ``source`` to ``dest`` (endpoints) with an SQLite journal."""
+    enc = ["--encryption-provider-config", str(REAL / "encryption-config.yaml")] if encrypted else []
+    return replicator_cli(
+        "run",
+        "--source-endpoints",
+        source,
+        "--dest-endpoints",
+        dest,
+        "--mirror-rule",
+        str(rules),
+        *enc,
+        "--journal",
+        f"sqlite:///{journal}",
+        "--once",
+        *extra,
     )

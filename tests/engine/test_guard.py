@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,31 +14,13 @@ from replicator.engine import runner
 from replicator.etcd.local import LocalEtcd
 from replicator.kube import synth
 
-from .conftest import CHECKPOINT, EXPECTED_KEYS, REAL, SEED_RULES, dump, load_fixtures, need_fixtures, put_raw
+from .conftest import CHECKPOINT, EXPECTED_KEYS, dump, load_fixtures, need_fixtures, put_raw, run_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def run(source: LocalEtcd, dest: LocalEtcd, journal: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "replicator",
-        "run",
-        "--source-endpoints",
-        source.endpoint,
-        "--dest-endpoints",
-        dest.endpoint,
-        "--mirror-rule",
-        str(SEED_RULES),
-        "--encryption-provider-config",
-        str(REAL / "encryption-config.yaml"),
-        "--journal",
-        f"sqlite:///{journal}",
-        "--once",
-        *extra,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return run_once(source.endpoint, dest.endpoint, journal, *extra)
 
 
 def test_another_source_cluster_stops_the_mirror_until_a_new_epoch_is_asked_for(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +13,17 @@ from replicator.engine import runner
 from replicator.etcd.local import LocalEtcd
 from replicator.journal import Journal
 
-from .conftest import CHECKPOINT, EXPECTED_KEYS, REAL, SEED_RULES, dump, load_fixtures, put_raw
+from .conftest import (
+    CHECKPOINT,
+    EXPECTED_KEYS,
+    REAL,
+    SEED_RULES,
+    dump,
+    load_fixtures,
+    put_raw,
+    replicator_cli,
+    run_once,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,27 +79,13 @@ def test_cli_once_with_the_seed_flags_mirrors_the_same_set(
 ) -> None:
     source, dest = etcd_pair
     load_fixtures(source)
-    cmd = [
-        sys.executable,
-        "-m",
-        "replicator",
-        "run",
-        "--master-endpoints",
-        source.endpoint,  # the seed walkthrough's spellings
-        "--slave-endpoints",
-        dest.endpoint,
-        "--mirror-rule",
-        str(SEED_RULES),
-        "--encryption-provider-config",
-        str(REAL / "encryption-config.yaml"),
-        "--master-insecure-transport=true",
-        "--dial-timeout",
-        "2s",
-        "--journal",
-        f"sqlite:///{tmp_path / 'j.db'}",
-        "--once",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    proc = replicator_cli(
+        *("run", "--master-endpoints", source.endpoint, "--slave-endpoints", dest.endpoint),  # seed spellings
+        *("--mirror-rule", str(SEED_RULES)),
+        *("--encryption-provider-config", str(REAL / "encryption-config.yaml")),
+        *("--master-insecure-transport=true", "--dial-timeout", "2s", "--once"),
+        *("--journal", f"sqlite:///{tmp_path / 'j.db'}"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(dump(dest.endpoint)) == EXPECTED_KEYS | {CHECKPOINT}
     assert "5 copied" in proc.stderr
@@ -108,22 +102,7 @@ def test_bad_rule_file_stops_before_anything_is_written(
         "      labelSelectors:\n        - matchExpressions:\n            - key: a\n"
         "              operator: Inn\n"
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "replicator",
-        "run",
-        "--source-endpoints",
-        source.endpoint,
-        "--dest-endpoints",
-        dest.endpoint,
-        "--mirror-rule",
-        str(bad),
-        "--once",
-        "--journal",
-        f"sqlite:///{tmp_path / 'j.db'}",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    proc = run_once(source.endpoint, dest.endpoint, tmp_path / "j.db", rules=bad, encrypted=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "rules.yaml:9" in lines[0] and "Inn" in lines[0], proc.stderr
@@ -134,24 +113,9 @@ def test_unreachable_endpoint_is_one_clear_line(
     etcd_pair: tuple[LocalEtcd, LocalEtcd], tmp_path: Path
 ) -> None:
     source, _ = etcd_pair
-    cmd = [
-        sys.executable,
-        "-m",
-        "replicator",
-        "run",
-        "--source-endpoints",
-        source.endpoint,
-        "--dest-endpoints",
-        "127.0.0.1:1",
-        "--mirror-rule",
-        str(SEED_RULES),
-        "--once",
-        "--journal",
-        f"sqlite:///{tmp_path / 'j.db'}",
-        "--dial-timeout",
-        "1s",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    proc = run_once(
+        source.endpoint, "127.0.0.1:1", tmp_path / "j.db", "--dial-timeout", "1s", encrypted=False
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "127.0.0.1:1" in lines[0], proc.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from replicator.config import Settings
 from replicator.engine import runner
 from replicator.etcd.local import LocalEtcd
 
-from .conftest import EXPECTED_KEYS, REAL, SEED_RULES, dump, load_fixtures
+from .conftest import EXPECTED_KEYS, REAL, dump, load_fixtures, run_once
 
 pytestmark = pytest.mark.integration
 
@@ -109,26 +107,8 @@ def test_a_standby_config_that_cannot_write_stops_before_anything_is_written(
             }
         )
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "replicator",
-        "run",
-        "--source-endpoints",
-        source.endpoint,
-        "--dest-endpoints",
-        dest.endpoint,
-        "--mirror-rule",
-        str(SEED_RULES),
-        "--encryption-provider-config",
-        str(REAL / "encryption-config.yaml"),
-        "--dest-encryption-provider-config",
-        str(bad),
-        "--once",
-        "--journal",
-        f"sqlite:///{tmp_path / 'j.db'}",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    extra = ("--dest-encryption-provider-config", str(bad))
+    proc = run_once(source.endpoint, dest.endpoint, tmp_path / "j.db", *extra)
     assert proc.returncode == 2, proc.stderr
     assert "--dest-encryption-provider-config" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert dump(dest.endpoint) == {}
