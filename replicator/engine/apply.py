@@ -16,7 +16,7 @@ from replicator.kube.resources import KeyInfo
 from replicator.observability import get_logger
 
 from .evaluate import Evaluation, Evaluator, Verdict
-from .retry import kms_policy, retrying_sync
+from .retry import waiting_for_kms
 from .sink import JournalSink
 from .writer import DestWriter, digest
 
@@ -43,9 +43,9 @@ class Applier:
         """Evaluate one key-value; a KMS plugin outage makes it wait instead of failing the value."""
         ev = self.evaluator
         if info is None:
-            return await retrying_sync(kms_policy(), lambda: ev.evaluate(kv.key, kv.value, lease=kv.lease))
+            return await waiting_for_kms(lambda: ev.evaluate(kv.key, kv.value, lease=kv.lease))
         found = info
-        return await retrying_sync(kms_policy(), lambda: ev.evaluate_info(found, kv.value, lease=kv.lease))
+        return await waiting_for_kms(lambda: ev.evaluate_info(found, kv.value, lease=kv.lease))
 
     async def apply_kvs(self, kvs: Sequence[KeyValue], *, revision: int | None = None) -> None:
         """Evaluate and apply puts. ``revision`` overrides each kv's mod_revision in the journal."""
@@ -65,9 +65,7 @@ class Applier:
         if ev.verdict is Verdict.COPY and ev.info is not None:
             try:
                 info = ev.info
-                out = await retrying_sync(
-                    kms_policy(), lambda: self.evaluator.transcoder.output(info, kv.value)
-                )
+                out = await waiting_for_kms(lambda: self.evaluator.transcoder.output(info, kv.value))
             except BadValue as exc:
                 ev = Evaluation(Verdict.FAIL, exc.reason, info=ev.info)
         if ev.verdict is Verdict.COPY:

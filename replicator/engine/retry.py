@@ -67,13 +67,19 @@ def kms_policy(*, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> 
     )
 
 
-def retrying_sync(policy: AsyncRetrying, fn: Callable[[], T]) -> Awaitable[T]:
-    """Run the synchronous ``fn()`` under ``policy`` (waiting asynchronously between attempts)."""
+async def waiting_for_kms(fn: Callable[[], T]) -> T:
+    """``fn()``; only if a KMS plugin is unreachable, retry it under ``kms_policy`` (the fast path
+    builds no retry machinery: this runs for every key)."""
+    try:
+        return fn()
+    except KmsUnavailable:
+        pass
 
     async def attempt() -> T:
         return fn()
 
-    return retrying(policy, attempt)
+    result: T = await retrying(kms_policy(), attempt)
+    return result
 
 
 async def retrying(policy: AsyncRetrying, fn: Callable[[], Awaitable[Any]]) -> Any:
