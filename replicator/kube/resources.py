@@ -23,7 +23,7 @@ from typing import Any
 from replicator.errors import DecodeError
 
 # Segments right under the prefix that hold allocator state, never API objects.
-_NOT_OBJECTS = frozenset({"ranges", "masterleases"})
+_NOT_OBJECTS = frozenset({"ranges", "masterleases", "peerserverleases"})  # allocators, apiserver leases
 
 
 @dataclass(frozen=True, slots=True)

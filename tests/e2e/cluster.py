@@ -127,7 +127,9 @@ class KubeCluster:
                 return
             last = (proc.stdout + proc.stderr).strip()[-300:]
             time.sleep(0.5)
-        raise RuntimeError(f"{self.name}: kube-apiserver not ready after {timeout}s: {last}\n{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name}: kube-apiserver not ready after {timeout}s: {last}\n{self.log_tail()}"
+        )
 
     def stop_apiserver(self) -> None:
         proc, self._apiserver = self._apiserver, None
@@ -162,9 +164,20 @@ class KubeCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": self.name, "cluster": {"server": f"https://127.0.0.1:{self.port}", "certificate-authority": str(p.ca)}}
+                {
+                    "name": self.name,
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{self.port}",
+                        "certificate-authority": str(p.ca),
+                    },
+                }
             ],
-            "users": [{"name": "admin", "user": {"client-certificate": str(p.admin_cert), "client-key": str(p.admin_key)}}],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {"client-certificate": str(p.admin_cert), "client-key": str(p.admin_key)},
+                }
+            ],
             "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": "admin"}}],
             "current-context": self.name,
         }
@@ -173,12 +186,21 @@ class KubeCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [self.bins["kubectl"], f"--kubeconfig={self.kubeconfig}", "--request-timeout=30s",
-               f"--cache-dir={self.root / 'kubectl-cache'}", *args]
+        cmd = [
+            self.bins["kubectl"],
+            f"--kubeconfig={self.kubeconfig}",
+            "--request-timeout=30s",
+            f"--cache-dir={self.root / 'kubectl-cache'}",
+            *args,
+        ]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        proc = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"[{self.name}] kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+            raise AssertionError(
+                f"[{self.name}] kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
+            )
         return proc
 
     def get_json(self, *args: str) -> Any:

@@ -114,9 +114,7 @@ def shared_encryption(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return encryption_config(tmp_path_factory.mktemp("encryption") / "encryption.yaml", os.urandom(32))
 
 
-def _cluster(
-    name: str, bins: dict[str, str], root: Path, enc: Path, address: str
-) -> Iterator[KubeCluster]:
+def _cluster(name: str, bins: dict[str, str], root: Path, enc: Path, address: str) -> Iterator[KubeCluster]:
     cluster = KubeCluster(name, root, bins, enc, address)
     try:
         cluster.start()
@@ -129,11 +127,15 @@ def _cluster(
 def primary(
     e2e_bins: dict[str, str], shared_encryption: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KubeCluster]:
-    yield from _cluster("primary", e2e_bins, tmp_path_factory.mktemp("primary"), shared_encryption, "192.0.2.1")
+    yield from _cluster(
+        "primary", e2e_bins, tmp_path_factory.mktemp("primary"), shared_encryption, "192.0.2.1"
+    )
 
 
 @pytest.fixture(scope="session")
 def standby(
     e2e_bins: dict[str, str], shared_encryption: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KubeCluster]:
-    yield from _cluster("standby", e2e_bins, tmp_path_factory.mktemp("standby"), shared_encryption, "192.0.2.2")
+    yield from _cluster(
+        "standby", e2e_bins, tmp_path_factory.mktemp("standby"), shared_encryption, "192.0.2.2"
+    )

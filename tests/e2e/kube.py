@@ -32,7 +32,9 @@ def normalise(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def snapshot(cluster: KubeCluster, types: Iterable[str], owned: Callable[[Ref], bool]) -> dict[Ref, dict[str, Any]]:
+def snapshot(
+    cluster: KubeCluster, types: Iterable[str], owned: Callable[[Ref], bool]
+) -> dict[Ref, dict[str, Any]]:
     """Every object of ``types`` for which ``owned(ref)`` holds, normalised, keyed by reference.
 
     A type the cluster does not serve (a CRD not copied yet) contributes nothing.
@@ -108,7 +110,9 @@ class Replicator:
 
     def start(self) -> None:
         with self.log.open("ab") as f:
-            self.proc = subprocess.Popen(self.args, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            )
 
     def stop(self, *, timeout: float = 30) -> int:
         """SIGTERM (the documented way to stop it); its exit code."""

@@ -59,16 +59,24 @@ def make_pki(directory: Path, *, cluster: str) -> Pki:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .sign(ca_key, hashes.SHA256())
     )
 
-    def leaf(name: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None) -> tuple[bytes, bytes]:
+    def leaf(
+        name: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None
+    ) -> tuple[bytes, bytes]:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()
@@ -113,7 +121,13 @@ def make_pki(directory: Path, *, cluster: str) -> Pki:
         (directory / name).chmod(0o600)
     d = directory
     return Pki(
-        d / "ca.crt", d / "apiserver.crt", d / "apiserver.key", d / "admin.crt", d / "admin.key", d / "sa.pub", d / "sa.key"
+        d / "ca.crt",
+        d / "apiserver.crt",
+        d / "apiserver.key",
+        d / "admin.crt",
+        d / "admin.key",
+        d / "sa.pub",
+        d / "sa.key",
     )
 
 
