@@ -54,7 +54,7 @@ class _Facts:
 
     @property
     def labels(self) -> Mapping[str, str]:
-        return self._obj.meta.labels
+        return self._obj.labels  # as the API serves them (read-time defaulting included)
 
     @property
     def annotations(self) -> Mapping[str, str]:

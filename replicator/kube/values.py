@@ -111,6 +111,9 @@ class ObjectMeta:
     deletion_timestamp: str | None = None
 
 
+_TEMPLATE_LABEL_DEFAULTS = frozenset({("batch", "Job"), ("", "ReplicationController")})
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedObject:
     api_version: str
@@ -134,7 +137,16 @@ class DecodedObject:
 
     @property
     def labels(self) -> Mapping[str, str]:
-        return self.meta.labels
+        """The labels the API serves. For Jobs and ReplicationControllers stored without labels, the
+        apiserver's read-time defaulting copies the pod template's labels (SetDefaults_Job,
+        SetDefaults_ReplicationController), so rules must see those, as kubectl does."""
+        if (self.group, self.kind) not in _TEMPLATE_LABEL_DEFAULTS or self.meta.labels:
+            return self.meta.labels
+        msg = self.message()
+        try:
+            return dict(msg.spec.template.metadata.labels) if msg is not None else self.meta.labels
+        except AttributeError:
+            return self.meta.labels
 
     @property
     def annotations(self) -> Mapping[str, str]:
@@ -191,7 +203,7 @@ class DecodedObject:
             if rest[0] == "deletionTimestamp":
                 return m.deletion_timestamp
         elif len(rest) == 2 and rest[0] in ("labels", "annotations"):
-            mapping = m.labels if rest[0] == "labels" else m.annotations
+            mapping = self.labels if rest[0] == "labels" else m.annotations
             return mapping.get(rest[1])
         return _UNSET
 

@@ -303,7 +303,6 @@ def test_decoder_agrees_with_kubectl_for_every_object(decoded: dict[str, Any]) -
     print(f"\n{len(kinds)} kinds checked; not served by this apiserver: {decoded['skipped']}")
 
 
-@pytest.mark.xfail(strict=True, reason="decoder does not apply read-time defaulting (Job labels)")
 def test_known_divergences_are_modelled(decoded: dict[str, Any]) -> None:
     """Labels the API shows but storage lacks: rules selecting Jobs by label miss them today."""
     found = {}

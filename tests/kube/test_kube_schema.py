@@ -283,3 +283,23 @@ def test_cbor_custom_resource() -> None:
 def test_bad_cbor(value: bytes) -> None:
     with pytest.raises(DecodeError):
         decode("k", value)
+
+
+def test_jobs_and_replication_controllers_without_labels_show_their_templates_labels() -> None:
+    """The apiserver's read-time defaulting copies the pod template's labels into empty labels."""
+    from replicator.kube import schema
+    from replicator.kube.synth import envelope
+    from replicator.kube.values import decode
+
+    for api_version, kind, key in (
+        ("batch/v1", "Job", "/registry/jobs/default/pi"),
+        ("v1", "ReplicationController", "/registry/controllers/default/rc"),
+    ):
+        msg = schema.message_class(api_version, kind)()
+        msg.metadata.name = "x"
+        msg.spec.template.metadata.labels["app"] = "pi"
+        obj = decode(key, envelope(api_version, kind, msg.SerializeToString()))
+        assert dict(obj.labels) == {"app": "pi"} and not obj.meta.labels
+        msg.metadata.labels["own"] = "yes"  # labels of its own win: no defaulting
+        obj = decode(key, envelope(api_version, kind, msg.SerializeToString()))
+        assert dict(obj.labels) == {"own": "yes"}
