@@ -24,6 +24,7 @@ from .apply import Applier
 from .context import Context
 from .evaluate import is_crd, is_namespace
 from .fence import HEARTBEAT
+from .guard import StreamGuard
 from .streams import WatchBuffer, scan
 from .writer import DestWriter
 
@@ -46,7 +47,7 @@ class Follower:
         self.writer.completed_revision = start_revision - 1
         self.applier = Applier(evaluator=ctx.evaluator, sink=ctx.sink, writer=self.writer)
         self._last_checkpoint = time.monotonic()
-        self.guard = ctx.guard()
+        self.guard = StreamGuard(cluster_id=ctx.source_cluster_id, revision=start_revision - 1)
         self.queue: asyncio.Queue[WatchBatch] = asyncio.Queue(maxsize=_QUEUE_BATCHES)
 
     @property
@@ -105,9 +106,15 @@ class Follower:
     async def step(self, batches: list[WatchBatch]) -> None:
         """Apply a run of watch responses; the thin loop above is all that is not tested directly."""
         for b in batches:
-            self.guard.check(b.header)
+            self.guard.check(b.header, b.events[0].kv.mod_revision if b.events else None)
+            if b.events:
+                self.guard.revision = b.events[-1].kv.mod_revision
         events = [e for b in batches for e in b.events]
-        progress_to = max((b.header.revision for b in batches if b.progress and not b.events), default=0)
+        # A progress notification says every event up to its revision was sent, so the checkpoint
+        # may move there with no event of its own. Trusted only as the last response of a step:
+        # etcd before 3.5.8 could send one ahead of an unsynced watcher's pending events.
+        last = batches[-1]
+        progress_to = last.header.revision if last.progress and not last.events else 0
         managed = await self.applier.managed_among(list({e.kv.key.decode() for e in events}))
         for revision, group in itertools.groupby(events, key=lambda e: e.kv.mod_revision):
             for event in group:

@@ -13,6 +13,8 @@ from replicator.etcd import Header
 
 
 class PositionGuard:
+    """Header checks for range and status responses (their header revision is the store's)."""
+
     def __init__(self, *, cluster_id: int, revision: int = 0) -> None:
         self.cluster_id = cluster_id
         self.revision = revision
@@ -30,3 +32,25 @@ class PositionGuard:
                 "restored from a snapshot or replaced. Stopping (use --new-epoch to mirror it from scratch)."
             )
         self.revision = header.revision
+
+
+class StreamGuard:
+    """The same for a watch stream. Its header revisions may step back (an unsynced watcher's
+    responses carry older headers than a progress notification sent before them), so here the
+    revisions that must only grow are the events' own."""
+
+    def __init__(self, *, cluster_id: int, revision: int = 0) -> None:
+        self.header = PositionGuard(cluster_id=cluster_id)
+        self.revision = revision
+
+    def check(self, header: Header, first_event_revision: int | None) -> None:
+        if header.cluster_id != self.header.cluster_id:
+            self.header.check(header)  # raises with the message
+        if first_event_revision is None:
+            return
+        if first_event_revision <= self.revision:
+            raise MirrorStopped(
+                f"the source's watch went back to revision {first_event_revision} after {self.revision}: it "
+                "was restored from a snapshot or replaced. Stopping (use --new-epoch to mirror it from "
+                "scratch)."
+            )

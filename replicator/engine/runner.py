@@ -374,6 +374,11 @@ async def _follow_until_stopped(
             await follower.writer.finish(checkpoint=follower.committed)
             start = follower.committed + 1
             await asyncio.sleep(1.0)
+            with contextlib.suppress(EtcdUnavailable):  # still down: the new watch says so
+                head = (await ctx.source.status()).header
+                guard = ctx.guard()
+                guard.revision = follower.committed
+                guard.check(head)  # a source restored from a snapshot while we were cut off
             continue
         except EtcdCompacted:
             await follower.writer.finish(checkpoint=follower.committed)  # keep what is complete

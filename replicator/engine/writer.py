@@ -144,7 +144,11 @@ class DestWriter:
     def revision_done(self, revision: int) -> None:
         """Ordered mode: every event of ``revision`` is in a batch; the checkpoint may reach it."""
         self.pending.revisions.append(revision)
-        self.completed_revision = revision
+        if revision <= self.completed_revision:
+            # Events below a progress notification's revision (etcd < 3.5.8 sends them early):
+            # applied now, and the checkpoint never moves back.
+            log.warning("watch event at revision %d after progress to %d", revision, self.completed_revision)
+        self.completed_revision = max(self.completed_revision, revision)
 
     async def _make_room(self, nbytes: int) -> None:
         if self.fits(1, nbytes):
