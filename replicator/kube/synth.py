@@ -160,6 +160,36 @@ def _proto(api_version: str, kind: str, pad_to: int, body: Callable[[str | None]
     return _fit(build, pad_to) if pad_to else build(None)
 
 
+def _namespaced(
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str,
+    rest: bytes,
+    *,
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+    uid: str | None,
+    created: int | None,
+    pad_to: int,
+) -> bytes:
+    """A namespaced object: its ObjectMeta (field 1) followed by the kind's own fields ``rest``."""
+    ident = _ident(uid, created)
+
+    def body(filler: str | None) -> bytes:
+        meta = object_meta(
+            name,
+            namespace=namespace,
+            uid=ident[0],
+            created=ident[1],
+            labels=labels,
+            annotations=_annotated(annotations, filler),
+        )
+        return _ld(1, meta) + rest
+
+    return _proto(api_version, kind, pad_to, body)
+
+
 def namespace(
     name: str,
     *,
@@ -196,20 +226,18 @@ def configmap(
 ) -> bytes:
     """core/v1 ConfigMap {1 metadata, 2 data map<string,string>}."""
 
-    ident = _ident(uid, created)
-
-    def body(filler: str | None) -> bytes:
-        meta = object_meta(
-            name,
-            namespace=namespace,
-            uid=ident[0],
-            created=ident[1],
-            labels=labels,
-            annotations=_annotated(annotations, filler),
-        )
-        return _ld(1, meta) + _map(2, data)
-
-    return _proto("v1", "ConfigMap", pad_to, body)
+    return _namespaced(
+        "v1",
+        "ConfigMap",
+        name,
+        namespace,
+        _map(2, data),
+        labels=labels,
+        annotations=annotations,
+        uid=uid,
+        created=created,
+        pad_to=pad_to,
+    )
 
 
 def secret(
@@ -226,20 +254,18 @@ def secret(
 ) -> bytes:
     """core/v1 Secret {1 metadata, 2 data map<string,bytes>, 3 type} (stringData is never stored)."""
 
-    ident = _ident(uid, created)
-
-    def body(filler: str | None) -> bytes:
-        meta = object_meta(
-            name,
-            namespace=namespace,
-            uid=ident[0],
-            created=ident[1],
-            labels=labels,
-            annotations=_annotated(annotations, filler),
-        )
-        return _ld(1, meta) + _map(2, data) + _s(3, type)
-
-    return _proto("v1", "Secret", pad_to, body)
+    return _namespaced(
+        "v1",
+        "Secret",
+        name,
+        namespace,
+        _map(2, data) + _s(3, type),
+        labels=labels,
+        annotations=annotations,
+        uid=uid,
+        created=created,
+        pad_to=pad_to,
+    )
 
 
 def pod(
@@ -282,20 +308,18 @@ def pod(
     )
     status = _s(1, phase or ("Running" if node_name else "Pending"))
 
-    ident = _ident(uid, created)
-
-    def body(filler: str | None) -> bytes:
-        meta = object_meta(
-            name,
-            namespace=namespace,
-            uid=ident[0],
-            created=ident[1],
-            labels=labels,
-            annotations=_annotated(annotations, filler),
-        )
-        return _ld(1, meta) + _ld(2, spec) + _ld(3, status)
-
-    return _proto("v1", "Pod", pad_to, body)
+    return _namespaced(
+        "v1",
+        "Pod",
+        name,
+        namespace,
+        _ld(2, spec) + _ld(3, status),
+        labels=labels,
+        annotations=annotations,
+        uid=uid,
+        created=created,
+        pad_to=pad_to,
+    )
 
 
 def service(
@@ -337,20 +361,18 @@ def service(
         )
     )
 
-    ident = _ident(uid, created)
-
-    def body(filler: str | None) -> bytes:
-        meta = object_meta(
-            name,
-            namespace=namespace,
-            uid=ident[0],
-            created=ident[1],
-            labels=labels,
-            annotations=_annotated(annotations, filler),
-        )
-        return _ld(1, meta) + _ld(2, spec) + _ld(3, _ld(1, b""))
-
-    return _proto("v1", "Service", pad_to, body)
+    return _namespaced(
+        "v1",
+        "Service",
+        name,
+        namespace,
+        _ld(2, spec) + _ld(3, _ld(1, b"")),
+        labels=labels,
+        annotations=annotations,
+        uid=uid,
+        created=created,
+        pad_to=pad_to,
+    )
 
 
 def event(
