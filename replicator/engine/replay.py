@@ -265,13 +265,7 @@ async def replay(
     """Replay ``window`` from the journal of ``settings`` to its destination."""
     evaluator = build_evaluator(settings)
     journal = Journal.open(runner.journal_url(settings))
-    sink = JournalSink(journal)
-    try:
-        source, dest = await runner.connect(settings)
-    except BaseException:
-        sink.close()
-        raise
-    try:
+    async with runner.connected(settings, journal) as (source, dest, sink):
         if evaluator.transcoder.dest is not None:
             # Re-encryption needs each key's resource type, custom ones included.
             head = (await source.status()).header.revision
@@ -287,7 +281,3 @@ async def replay(
             dry_run=dry_run,
             on_step=on_step,
         )
-    finally:
-        await source.close()
-        await dest.close()
-        sink.close()

@@ -19,7 +19,7 @@ import functools
 import hashlib
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -109,6 +109,25 @@ async def connect(settings: Settings) -> tuple[EtcdClient, EtcdClient]:
         await source.close()
         raise
     return source, dest
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    settings: Settings, journal: Journal
+) -> AsyncIterator[tuple[EtcdClient, EtcdClient, JournalSink]]:
+    """Both clients and the journal's sink, closed together (for verify and replay)."""
+    sink = JournalSink(journal)
+    try:
+        source, dest = await connect(settings)
+    except BaseException:
+        sink.close()
+        raise
+    try:
+        yield source, dest, sink
+    finally:
+        await source.close()
+        await dest.close()
+        sink.close()
 
 
 async def run(

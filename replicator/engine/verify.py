@@ -366,13 +366,7 @@ async def repair(ctx: Context, drift: Drift, *, epoch_id: int) -> int:
 async def session(settings: Settings) -> AsyncIterator[Context]:
     """The objects `run` builds (rules, catalog, encryption, journal, both clients), for one check."""
     evaluator, journal = runner.prepare(settings)
-    sink = JournalSink(journal)
-    try:
-        source, dest = await runner.connect(settings)
-    except BaseException:
-        sink.close()
-        raise
-    try:
+    async with runner.connected(settings, journal) as (source, dest, sink):
         source_id, dest_id = await source.cluster_id(), await dest.cluster_id()
         if source_id == dest_id:
             raise ConfigError("--source-endpoints and --dest-endpoints reach the same etcd cluster")
@@ -388,10 +382,6 @@ async def session(settings: Settings) -> AsyncIterator[Context]:
             source_cluster_id=source_id,
             dest_cluster_id=dest_id,
         )
-    finally:
-        await source.close()
-        await dest.close()
-        sink.close()
 
 
 def _fresh_evaluator(ctx: Context) -> None:
