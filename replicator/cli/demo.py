@@ -240,7 +240,7 @@ async def _scenario(base: Path, src_etcd: LocalEtcd, dst_etcd: LocalEtcd, rules:
         await _load(src, objs)
         # The standby's apiserver ran once, so its etcd holds its own allocators (same ranges as the
         # primary's: that is what lets the mirror copy Services). The mirror must leave them alone.
-        await _load(dst, STANDBY_OWN)
+        await _load(dst, STANDBY_OWN, where="the standby (its own allocators)")
         stop = asyncio.Event()
         synced: list[int] = []
         mirror = asyncio.create_task(runner.run(settings, stop=stop, on_synced=synced.append), name="mirror")
@@ -272,14 +272,14 @@ STANDBY_OWN = [
 ]
 
 
-async def _load(src: EtcdClient, objs: list[Obj]) -> None:
+async def _load(src: EtcdClient, objs: list[Obj], *, where: str = "the source") -> None:
     for obj in objs:
         lease = await src.lease_grant(obj.ttl) if obj.ttl else 0
         await src.put(obj.key.encode(), obj.value, lease=lease)
     kinds = Counter(_kind_of(o.key) for o in objs)
     encrypted = sum(o.value.startswith(b"k8s:enc:") for o in objs)
     summary = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
-    print(f"\nloaded {len(objs)} keys into the source ({encrypted} Secrets encrypted at rest): {summary}")
+    print(f"\nloaded {len(objs)} keys into {where} ({encrypted} Secrets encrypted at rest): {summary}")
 
 
 _CATALOG = ResourceCatalog()

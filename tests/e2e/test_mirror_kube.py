@@ -34,7 +34,8 @@ from .kube import Ref, Replicator, diff_summary, eventually, first_difference, s
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 HERE = Path(__file__).resolve().parent
-SEED_KUBE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seed-example" / "kube"
+SHARED = Path(os.environ.get("REPLICATOR_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+SEED_KUBE = SHARED / "fixtures" / "seed-example" / "kube"
 RULES = HERE / "mirror-rules.yaml"
 
 TYPES = (

@@ -113,8 +113,16 @@ def test_unreachable_endpoint_is_one_clear_line(
     etcd_pair: tuple[LocalEtcd, LocalEtcd], tmp_path: Path
 ) -> None:
     source, _ = etcd_pair
+    rules = tmp_path / "rules.yaml"  # this test is about the endpoint: no shared fixtures needed
+    rules.write_text("filters:\n  secondary:\n    - group: ''\n      resources:\n        - kind: ConfigMap\n")
     proc = run_once(
-        source.endpoint, "127.0.0.1:1", tmp_path / "j.db", "--dial-timeout", "1s", encrypted=False
+        source.endpoint,
+        "127.0.0.1:1",
+        tmp_path / "j.db",
+        "--dial-timeout",
+        "1s",
+        rules=rules,
+        encrypted=False,
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
