@@ -45,6 +45,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     for entry in denylist_entries():
         print(entry.describe())
+    print(
+        "\nA rule file lifts an entry only explicitly, per kind: `optIn: [{group: ..., kind: ...}]`.\n"
+        "Never copied at all: keys outside the prefix, allocator bitmaps (ranges/*), apiserver leases\n"
+        "(masterleases/*, peerserverleases/*), and any key attached to an etcd lease."
+    )
     return 0
 
 
