@@ -31,12 +31,13 @@ log = get_logger("retry")
 T = TypeVar("T")
 
 
-def etcd_policy(
-    *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, ceiling: float = 15.0
-) -> AsyncRetrying:
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _policy(error: type[BaseException], *, multiplier: float, ceiling: float, sleep: Sleep) -> AsyncRetrying:
     return AsyncRetrying(
-        retry=retry_if_exception_type(EtcdUnavailable),
-        wait=wait_random_exponential(multiplier=0.2, max=ceiling),
+        retry=retry_if_exception_type(error),
+        wait=wait_random_exponential(multiplier=multiplier, max=ceiling),
         stop=stop_never,
         sleep=sleep,
         before_sleep=before_sleep_log(log, logging.WARNING),
@@ -44,27 +45,17 @@ def etcd_policy(
     )
 
 
-def journal_policy(*, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
-    return AsyncRetrying(
-        retry=retry_if_exception_type(JournalUnavailable),
-        wait=wait_random_exponential(multiplier=0.5, max=15.0),
-        stop=stop_never,
-        sleep=sleep,
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    )
+def etcd_policy(*, sleep: Sleep = asyncio.sleep, ceiling: float = 15.0) -> AsyncRetrying:
+    return _policy(EtcdUnavailable, multiplier=0.2, ceiling=ceiling, sleep=sleep)
 
 
-def kms_policy(*, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
+def journal_policy(*, sleep: Sleep = asyncio.sleep) -> AsyncRetrying:
+    return _policy(JournalUnavailable, multiplier=0.5, ceiling=15.0, sleep=sleep)
+
+
+def kms_policy(*, sleep: Sleep = asyncio.sleep) -> AsyncRetrying:
     """A KMS plugin outage: the values that need it wait (in order) until the plugin is back."""
-    return AsyncRetrying(
-        retry=retry_if_exception_type(KmsUnavailable),
-        wait=wait_random_exponential(multiplier=0.5, max=15.0),
-        stop=stop_never,
-        sleep=sleep,
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    )
+    return _policy(KmsUnavailable, multiplier=0.5, ceiling=15.0, sleep=sleep)
 
 
 async def waiting_for_kms(fn: Callable[[], T]) -> T:

@@ -115,7 +115,7 @@ async def connect(settings: Settings) -> tuple[EtcdClient, EtcdClient]:
 async def connected(
     settings: Settings, journal: Journal
 ) -> AsyncIterator[tuple[EtcdClient, EtcdClient, JournalSink]]:
-    """Both clients and the journal's sink, closed together (for verify and replay)."""
+    """Both clients and the journal's sink, closed together."""
     sink = JournalSink(journal)
     try:
         source, dest = await connect(settings)
@@ -138,24 +138,35 @@ async def run(
 ) -> RunResult:
     """Mirror until ``stop`` is set (or, with ``--once``, until the full sync is done)."""
     evaluator, journal = prepare(settings)
-    sink = JournalSink(journal)
     try:
-        source, dest = await connect(settings)
-    except BaseException:
-        sink.close()
-        raise
-    metrics = Metrics()
+        async with connected(settings, journal) as (source, dest, sink):
+            return await _run(settings, source, dest, sink, evaluator, stop=stop, on_synced=on_synced)
+    finally:
+        evaluator.close()
+
+
+async def _run(
+    settings: Settings,
+    source: EtcdClient,
+    dest: EtcdClient,
+    sink: JournalSink,
+    evaluator: Evaluator,
+    *,
+    stop: asyncio.Event | None,
+    on_synced: Callable[[int], None] | None,
+) -> RunResult:
+    journal = sink.journal
+    source_id = await source.cluster_id()
+    dest_id = await dest.cluster_id()
+    if source_id == dest_id:
+        raise ConfigError("--source-endpoints and --dest-endpoints reach the same etcd cluster")
+    run_id = await sink.call(
+        lambda: journal.start_run(
+            source_cluster_id=source_id, dest_cluster_id=dest_id, settings=describe(settings)
+        )
+    )
     status: RunStatus = "failed"
     try:
-        source_id = await source.cluster_id()
-        dest_id = await dest.cluster_id()
-        if source_id == dest_id:
-            raise ConfigError("--source-endpoints and --dest-endpoints reach the same etcd cluster")
-        run_id = await sink.call(
-            lambda: journal.start_run(
-                source_cluster_id=source_id, dest_cluster_id=dest_id, settings=describe(settings)
-            )
-        )
         fence = Fence(
             key=CHECKPOINT_KEY.encode(), run_id=f"{replicator_identity(settings)}/{uuid.uuid4().hex[:12]}"
         )
@@ -165,7 +176,7 @@ async def run(
             dest=dest,
             sink=sink,
             evaluator=evaluator,
-            metrics=metrics,
+            metrics=Metrics(),
             fence=fence,
             run_id=run_id,
             source_cluster_id=source_id,
@@ -185,12 +196,7 @@ async def run(
         raise
     finally:
         with contextlib.suppress(Exception):
-            if "run_id" in locals():
-                await sink.call(lambda: journal.end_run(run_id, status=status))
-        await source.close()
-        await dest.close()
-        sink.close()
-        evaluator.close()
+            await sink.call(lambda: journal.end_run(run_id, status=status))
 
 
 async def _retain(ctx: Context) -> None:
