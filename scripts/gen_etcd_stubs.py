@@ -16,13 +16,13 @@ Usage: ``.venv/bin/python scripts/gen_etcd_stubs.py [--version v3.6.17]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _gomod import download
 
 MODULE = "go.etcd.io/etcd/api/v3"
 PINNED_VERSION = "v3.6.17"
@@ -42,23 +42,6 @@ IMPORT_MAP = {
 }
 DROPPED_IMPORTS = ("gogoproto/", "google/api/", "protoc-gen-openapiv2/", "etcd/api/versionpb/")
 DROPPED_OPTION_PREFIXES = ("gogoproto.", "google.api.", "grpc.gateway.", "versionpb.")
-
-
-def download_module(version: str, workdir: Path) -> Path:
-    """Download the module into a private GOPATH and return its source directory."""
-    env = dict(os.environ, GOPATH=str(workdir / "gopath"), GOFLAGS="-modcacherw", GO111MODULE="on")
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"{MODULE}@{version}"],
-        env=env,
-        cwd=workdir,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    info = json.loads(out.stdout)
-    if "Error" in info:
-        raise SystemExit(f"go mod download failed: {info['Error']}")
-    return Path(info["Dir"])
 
 
 def _skip_option(text: str, start: int) -> int:
@@ -120,7 +103,7 @@ def header(version: str) -> str:
 def generate(version: str) -> None:
     with tempfile.TemporaryDirectory(prefix="etcd-stubs-") as tmp:
         work = Path(tmp)
-        src = download_module(version, work)
+        src = download(MODULE, version, gopath=work / "gopath")
         root = work / "protos"
         (root / PACKAGE_DIR).mkdir(parents=True)
         for rel, name in PROTOS.items():

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _gomod import download
 
 PINNED_VERSION = "v0.37.2"
 MODULES = ("k8s.io/api", "k8s.io/apimachinery", "k8s.io/apiextensions-apiserver", "k8s.io/kube-aggregator")
@@ -38,23 +39,6 @@ SKIP_PARTS = ("testapigroup",)  # apimachinery's test group: not a served API
 OUT_DIR = Path(__file__).resolve().parent.parent / "replicator" / "kube" / "_generated"
 OUT = OUT_DIR / "k8s-descriptors.binpb"
 SIDECAR = OUT_DIR / "k8s-descriptors.json"
-
-
-def download(module: str, version: str) -> Path:
-    """The unpacked module directory (from the local module cache or the proxy)."""
-    env = dict(os.environ, GOFLAGS="-modcacherw", GO111MODULE="on")
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{version}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    info = json.loads(out.stdout or "{}")
-    if out.returncode != 0 or "Error" in info or "Dir" not in info:
-        raise SystemExit(f"go mod download {module}@{version} failed: {info.get('Error') or out.stderr}")
-    return Path(info["Dir"])
 
 
 def collect(root: Path) -> list[str]:

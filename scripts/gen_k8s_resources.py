@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from _gomod import download
 
 DEFAULT_VERSION = "v1.37.2"
 OUT = Path(__file__).resolve().parent.parent / "replicator" / "kube" / "_generated" / "resources.json"
@@ -34,19 +34,6 @@ _ENTRY = re.compile(r'gvr\("([^"]*)",\s*"([^"]+)",\s*"([^"]+)"\):\s*\{(.*?)\n\t\
 _PATH = re.compile(r'ExpectedEtcdPath:\s*"/registry/([^"]*)"(\s*\+\s*namespace\s*\+\s*"/[^"]*")?')
 _GVK = re.compile(r'ExpectedGVK:\s*gvkP\("([^"]*)",\s*"([^"]+)",\s*"([^"]+)"\)')
 _REMOVED = re.compile(r'RemovedVersion:\s*"([^"]+)"')
-
-
-def fetch_module(version: str) -> Path:
-    env = dict(os.environ, GOFLAGS="-modcacherw")
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    return Path(json.loads(out.stdout)["Dir"])
 
 
 def discovery(module: Path) -> dict[tuple[str, str], tuple[str, bool]]:
@@ -114,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module-dir", type=Path, help="an unpacked k8s.io/kubernetes module")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    module = args.module_dir or fetch_module(args.version)
+    module = args.module_dir or download("k8s.io/kubernetes", args.version)
     doc = build(module, args.version)
     args.out.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     print(f"wrote {len(doc['resources'])} resources to {args.out}", file=sys.stderr)

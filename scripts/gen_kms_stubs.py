@@ -19,12 +19,12 @@ Usage: ``.venv/bin/python scripts/gen_kms_stubs.py [--version v0.37.2]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _gomod import download
 
 PINNED_VERSION = "v0.37.2"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,22 +39,6 @@ PROTOS = {
         False,
     ),
 }
-
-
-def download(module: str, version: str) -> Path:
-    env = dict(os.environ, GOFLAGS="-modcacherw", GO111MODULE="on")
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{version}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    info = json.loads(out.stdout or "{}")
-    if out.returncode != 0 or "Error" in info or "Dir" not in info:
-        raise SystemExit(f"go mod download {module}@{version} failed: {info.get('Error') or out.stderr}")
-    return Path(info["Dir"])
 
 
 def header(version: str) -> str:
